@@ -1,0 +1,363 @@
+//! A bundle is one version of the rules: the compiled script, every module it imports, and
+//! the schemas it uses, all checked together and named by a content hash.
+//!
+//! Building a bundle is all-or-nothing: a syntax error, a missing import, an invalid schema
+//! or a schema name that does not exist fails the build with `file:line:col` and a `hint:`,
+//! before any document is touched. `hybrid check` is exactly this build.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rhai::{
+    ASTNode, Engine, EvalAltResult, Expr, FnCallExpr, Module, ModuleResolver, ParseErrorType,
+    Position, Scope, Shared, Stmt, AST,
+};
+
+type SharedModule = Shared<Module>;
+use sha2::{Digest, Sha256};
+
+use crate::config::Limits;
+use crate::host;
+use crate::schemas::{schemas_dir_for, SchemaError, SchemaRegistry};
+
+/// Modules every script can import as `hybrid/NAME`, compiled into the binary. A file
+/// `stdlib/NAME.rhai` beside the script (or its folder) overrides the embedded copy.
+pub const STDLIB: &[(&str, &str)] = &[("text", include_str!("../stdlib/text.rhai"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot read script `{path}`: {source}\nhint: check the path; scripts usually live in `scripts/`")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}\nhint: {hint}")]
+    Script {
+        location: String,
+        message: String,
+        hint: String,
+    },
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+/// One compiled, checked version of the rules.
+pub struct Bundle {
+    pub engine: Engine,
+    pub ast: AST,
+    pub schemas: Arc<SchemaRegistry>,
+    /// Content hash of the script, its imports and the schemas: `v` + 12 hex digits.
+    pub version: String,
+    /// The script as named on the command line (used in error positions).
+    pub script_name: String,
+    /// Every file this bundle was built from, for the watcher.
+    pub files: Vec<PathBuf>,
+}
+
+impl Bundle {
+    /// Compiles `script` with its imports and schemas.
+    pub fn build(
+        script: &Path,
+        schemas_dir: Option<&Path>,
+        limits: &Limits,
+    ) -> Result<Bundle, BundleError> {
+        let script_name = script.display().to_string();
+        let text = std::fs::read_to_string(script).map_err(|source| BundleError::Read {
+            path: script.to_owned(),
+            source,
+        })?;
+        let schemas = Arc::new(SchemaRegistry::load(schemas_dir_for(script, schemas_dir))?);
+
+        let resolver = Arc::new(Resolver::new(script));
+        let mut engine = host::new_engine(limits);
+        engine.set_module_resolver(SharedResolver(resolver.clone()));
+
+        let mut ast = engine
+            .compile_into_self_contained(&Scope::new(), &text)
+            .map_err(|e| script_error(&script_name, &e))?;
+        ast.set_source(script_name.as_str());
+
+        // The script contract: `fn process(doc)`.
+        if !ast
+            .iter_functions()
+            .any(|f| f.name == "process" && f.params.len() == 1)
+        {
+            return Err(BundleError::Script {
+                location: format!("{script_name}:1:1"),
+                message: "the script has no `fn process(doc)`".into(),
+                hint: "define `fn process(doc) { ... }`; the host calls it once per document and records what it returns".into(),
+            });
+        }
+
+        let loaded = resolver.loaded();
+        check_schema_names(&script_name, &ast, &schemas)?;
+        for (name, module) in &loaded {
+            check_schema_names(name, &module.ast, &schemas)?;
+        }
+
+        let mut hasher = Sha256::new();
+        let mut files = vec![script.to_owned()];
+        hasher.update(script_name.as_bytes());
+        hasher.update(text.as_bytes());
+        for (name, module) in &loaded {
+            hasher.update(name.as_bytes());
+            hasher.update(module.text.as_bytes());
+            files.extend(module.path.clone());
+        }
+        for (path, hash) in &schemas.files {
+            hasher.update(path.to_string_lossy().as_bytes());
+            hasher.update(hash.as_bytes());
+            files.push(path.clone());
+        }
+        let digest = hasher.finalize();
+        let version = format!(
+            "v{}",
+            digest
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+
+        Ok(Bundle {
+            engine,
+            ast,
+            schemas,
+            version,
+            script_name,
+            files,
+        })
+    }
+}
+
+/// Schema names written as literals (`local(p, "contract_triage")`, `#{ schema: "x" }`)
+/// must exist: a typo is caught before the first document, with its position.
+fn check_schema_names(file: &str, ast: &AST, schemas: &SchemaRegistry) -> Result<(), BundleError> {
+    let mut problem = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call: Option<&FnCallExpr> = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _))) => Some(call),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => Some(call),
+            _ => None,
+        };
+        let Some(call) = call.filter(|c| matches!(c.name.as_str(), "local" | "cloud" | "validate"))
+        else {
+            return true;
+        };
+        let mut literals: Vec<(String, Position)> = Vec::new();
+        if let Some(Expr::StringConstant(name, pos)) = call.args.get(1) {
+            literals.push((name.to_string(), *pos));
+        }
+        match call.args.first() {
+            Some(Expr::Map(map, _)) => {
+                for (key, value) in &map.0 {
+                    if let (true, Expr::StringConstant(name, pos)) = (key.name == "schema", value) {
+                        literals.push((name.to_string(), *pos));
+                    }
+                }
+            }
+            // A map of constants is folded into one value at compile time.
+            Some(Expr::DynamicConstant(value, pos)) => {
+                if let Some(name) = value.read_lock::<rhai::Map>().and_then(|m| {
+                    m.get("schema")
+                        .filter(|s| s.is_string())
+                        .map(|s| s.to_string())
+                }) {
+                    literals.push((name, *pos));
+                }
+            }
+            _ => {}
+        }
+        for (name, pos) in literals.into_iter() {
+            if let Err(e) = schemas.named(&name) {
+                problem = Some(BundleError::Script {
+                    location: location(file, pos),
+                    message: format!("unknown schema `{name}` in {}()", call.name),
+                    hint: e
+                        .to_string()
+                        .split_once("\nhint: ")
+                        .map(|(_, h)| h.to_owned())
+                        .unwrap_or_default(),
+                });
+                return false;
+            }
+        }
+        true
+    });
+    problem.map_or(Ok(()), Err)
+}
+
+fn location(file: &str, pos: Position) -> String {
+    format!(
+        "{file}:{}:{}",
+        pos.line().unwrap_or(1),
+        pos.position().unwrap_or(1)
+    )
+}
+
+/// Turns a compile failure (the script's or an import's) into a positioned error with a hint.
+fn script_error(script: &str, err: &EvalAltResult) -> BundleError {
+    match err {
+        EvalAltResult::ErrorParsing(kind, pos) => BundleError::Script {
+            location: location(script, *pos),
+            message: format!("syntax error: {kind}"),
+            hint: parse_hint(kind),
+        },
+        EvalAltResult::ErrorInModule(name, inner, pos) => match &**inner {
+            EvalAltResult::ErrorParsing(..) | EvalAltResult::ErrorInModule(..) | EvalAltResult::ErrorModuleNotFound(..) => {
+                script_error(name, inner)
+            }
+            other => BundleError::Script {
+                location: location(script, *pos),
+                message: format!("module `{name}` failed to load: {other}"),
+                hint: "a module's top level runs when it is imported; keep it to constants and functions".into(),
+            },
+        },
+        EvalAltResult::ErrorModuleNotFound(name, pos) => BundleError::Script {
+            location: location(script, *pos),
+            message: format!("cannot find module `{name}`"),
+            hint: format!(
+                "imports are relative to the script's folder (`import \"lib/rules\" as rules;` reads `lib/rules.rhai`); the standard library is `hybrid/NAME`, one of: {}",
+                STDLIB.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        },
+        other => BundleError::Script {
+            location: location(script, other.position()),
+            message: other.to_string(),
+            hint: "fix the script at this position".into(),
+        },
+    }
+}
+
+fn parse_hint(kind: &ParseErrorType) -> String {
+    match kind {
+        ParseErrorType::MissingToken(token, _) => format!("add the missing `{token}`"),
+        ParseErrorType::UnknownOperator(op) => format!("`{op}` is not a Rhai operator"),
+        ParseErrorType::VariableUndefined(name) => {
+            format!("declare `{name}` with `let` or `const` before using it")
+        }
+        ParseErrorType::FnMissingBody(name) => format!("give `fn {name}` a body in braces"),
+        ParseErrorType::BadInput(_) => "check for an unclosed string or a stray character".into(),
+        _ => "check the syntax at this position (Rhai syntax: https://rhai.rs/book/)".into(),
+    }
+}
+
+/// A module read while building a bundle.
+struct Loaded {
+    /// `None` for an embedded standard-library module.
+    path: Option<PathBuf>,
+    text: String,
+    ast: AST,
+    module: SharedModule,
+}
+
+/// Resolves `import` paths: `hybrid/NAME` from the standard library, anything else relative
+/// to the script's folder. Remembers what it read, so the bundle can hash and watch it.
+struct Resolver {
+    /// The script's folder and the one above it.
+    dirs: [PathBuf; 2],
+    loaded: Mutex<BTreeMap<String, Arc<Loaded>>>,
+}
+
+impl Resolver {
+    fn new(script: &Path) -> Resolver {
+        Resolver {
+            dirs: crate::config::script_dirs(script),
+            loaded: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn loaded(&self) -> Vec<(String, Arc<Loaded>)> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The file (or embedded text) an import path names, and the name errors should show.
+    fn locate(&self, path: &str) -> Option<(String, Option<PathBuf>, String)> {
+        let with_ext = |p: &str| {
+            if p.ends_with(".rhai") {
+                p.to_owned()
+            } else {
+                format!("{p}.rhai")
+            }
+        };
+        if let Some(name) = path.strip_prefix("hybrid/") {
+            for dir in &self.dirs {
+                let candidate = dir.join("stdlib").join(with_ext(name));
+                if let Ok(text) = std::fs::read_to_string(&candidate) {
+                    return Some((candidate.display().to_string(), Some(candidate), text));
+                }
+            }
+            let (_, text) = STDLIB.iter().find(|(n, _)| *n == name)?;
+            return Some((format!("<stdlib>/{name}.rhai"), None, (*text).to_owned()));
+        }
+        let candidate = self.dirs[0].join(with_ext(path));
+        let text = std::fs::read_to_string(&candidate).ok()?;
+        Some((candidate.display().to_string(), Some(candidate), text))
+    }
+
+    fn load(
+        &self,
+        engine: &Engine,
+        path: &str,
+        pos: Position,
+    ) -> Result<Arc<Loaded>, Box<EvalAltResult>> {
+        if let Some(found) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
+            return Ok(found.clone());
+        }
+        let (shown, file, text) = self
+            .locate(path)
+            .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_owned(), pos)))?;
+        let in_module =
+            |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(shown.clone(), e, pos));
+        let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
+        ast.set_source(shown.as_str());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;
+        let loaded = Arc::new(Loaded {
+            path: file,
+            text,
+            ast,
+            module: module.into(),
+        });
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_owned(), loaded.clone());
+        Ok(loaded)
+    }
+}
+
+/// The engine owns its resolver; the bundle keeps a second handle to read what was loaded.
+struct SharedResolver(Arc<Resolver>);
+
+impl ModuleResolver for SharedResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
+        Ok(self.0.load(engine, path, pos)?.module.clone())
+    }
+
+    fn resolve_ast(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Option<Result<AST, Box<EvalAltResult>>> {
+        Some(self.0.load(engine, path, pos).map(|l| l.ast.clone()))
+    }
+}

@@ -1,0 +1,237 @@
+//! The command line: `hybrid run` and `hybrid check`, their flags, and how outcomes map to
+//! exit codes (0 all documents ok, 2 some failed, 1 usage or start-up error).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::{Args, Parser, Subcommand};
+
+use crate::bundle::Bundle;
+use crate::config::{Config, FileConfig, Overrides};
+use crate::documents;
+use crate::host::Services;
+use crate::models;
+use crate::runner::{self, RunOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hybrid",
+    version,
+    about = "Run Rhai pipeline scripts over documents with a local model (Gemma 4, in-process) and a cloud model (GPT-5.4).",
+    long_about = "Run Rhai pipeline scripts over documents with a local model (Gemma 4 in-process through mistral.rs) and a cloud model (GPT-5.4 over the OpenAI API).\n\nScripts define `fn process(doc)` and call local(), cloud() and validate(). Results are JSONL on stdout (or --out); logs and errors go to stderr."
+)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). `HYBRID_LOG` takes a full filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Process documents with a pipeline script; one JSONL result record per document.
+    Run(RunArgs),
+    /// Compile a script and everything it imports, and check the schemas it names.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The pipeline script (`.rhai`), which defines `fn process(doc)`.
+    script: PathBuf,
+    /// Files, directories (their files), `.jsonl` files (one document a line), or `-` for
+    /// JSONL on stdin.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Write result records to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Documents in flight at once [default: 4 × cores, at most 32; or `[run] jobs`].
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Refuse documents larger than this many bytes (an error record each).
+    #[arg(long, value_name = "BYTES", default_value_t = documents::DEFAULT_MAX_BYTES)]
+    max_doc_bytes: u64,
+    /// No progress line on stderr.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The pipeline script to check.
+    script: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// Settings file [default: `hybrid.toml` beside the script, in its parent, or here].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Folder of JSON Schemas [default: `schemas/` beside the script or its folder].
+    #[arg(long, value_name = "DIR")]
+    schemas: Option<PathBuf>,
+    /// Cloud endpoint, e.g. http://127.0.0.1:8080/v1 [env: OPENAI_BASE_URL; default: OpenAI].
+    #[arg(long, value_name = "URL")]
+    cloud_url: Option<String>,
+    /// Cloud model [env: HYBRID_CLOUD_MODEL; default: gpt-5.4].
+    #[arg(long, value_name = "MODEL")]
+    cloud_model: Option<String>,
+    /// Local model: a Gemma 4 id, a local directory, or `tiny` (built-in random weights for
+    /// checking wiring) [env: HYBRID_LOCAL_MODEL; default: google/gemma-4-E4B-it].
+    #[arg(long, value_name = "MODEL")]
+    local_model: Option<String>,
+    /// Serve local() from an OpenAI-compatible server (Ollama, vLLM, `mistralrs serve`)
+    /// at URL instead of in-process.
+    #[arg(long, value_name = "URL")]
+    local_url: Option<String>,
+    /// Local back end: `mistralrs` (in-process) or `openai` (a server; see --local-url).
+    #[arg(long, value_name = "BACKEND")]
+    local_backend: Option<String>,
+    /// In-situ quantization of the local model, e.g. `q4k` or `q8_0` (CPU boxes).
+    #[arg(long, value_name = "TYPE")]
+    isq: Option<String>,
+    /// Device for the local model: `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
+    /// Per-request timeout in seconds for model servers.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Retries for transient model-server failures (429, 5xx, connection errors).
+    #[arg(long, value_name = "N")]
+    max_retries: Option<u32>,
+}
+
+impl CommonArgs {
+    fn config(&self, script: &std::path::Path, jobs: Option<usize>) -> anyhow::Result<Config> {
+        let path = self.config.clone().or_else(|| FileConfig::discover(script));
+        let file = match &path {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let flags = Overrides {
+            cloud_url: self.cloud_url.clone(),
+            cloud_model: self.cloud_model.clone(),
+            local_backend: self.local_backend.clone(),
+            local_model: self.local_model.clone(),
+            local_url: self.local_url.clone(),
+            isq: self.isq.clone(),
+            device: self.device.clone(),
+            timeout_secs: self.timeout,
+            max_retries: self.max_retries,
+            jobs,
+            schemas: self.schemas.clone(),
+        };
+        if let Some(p) = &path {
+            tracing::debug!(config = %p.display(), "settings file");
+        }
+        Ok(Config::resolve(file, path, &flags)?)
+    }
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check(args),
+        Command::Run(args) => run(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = args.common.config(&args.script, None)?;
+    let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
+    let schemas: Vec<&str> = bundle.schemas.names().collect();
+    println!(
+        "{}: ok ({}; {} file{}; schemas: {})",
+        args.script.display(),
+        bundle.version,
+        bundle.files.len(),
+        if bundle.files.len() == 1 { "" } else { "s" },
+        if schemas.is_empty() {
+            "none".to_owned()
+        } else {
+            schemas.join(", ")
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.common.config(&args.script, args.jobs)?;
+    let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
+    let sources = documents::sources(&args.inputs)?;
+    let mut out: Box<dyn std::io::Write + Send> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create `{}`", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.jobs + 16)
+        .build()
+        .context("cannot start the async runtime")?;
+    tracing::info!(script = %args.script.display(), version = %bundle.version, jobs = config.jobs, "rules loaded");
+    let services = Arc::new(Services {
+        local: models::local_backend(&config)?,
+        cloud: models::cloud_backend(&config)?,
+        runtime: runtime.handle().clone(),
+    });
+    let options = RunOptions {
+        jobs: config.jobs,
+        max_bytes: args.max_doc_bytes,
+        progress: !args.no_progress,
+    };
+    let bundle = Arc::new(ArcSwap::from_pointee(bundle));
+    let summary = runtime.block_on(runner::run(bundle, services, sources, &options, &mut *out))?;
+    drop(out);
+    eprintln!("hybrid: {summary}");
+    Ok(if summary.failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,hybrid=info",
+        (false, 1) => "warn,hybrid=debug",
+        _ => "info,hybrid=trace",
+    };
+    let filter = std::env::var("HYBRID_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,337 @@
+//! Documents in: turns the INPUT arguments of `hybrid run` into a stream of documents.
+//!
+//! An input is a file, a directory (its files), a `.jsonl` file (one document a line) or `-`
+//! (JSONL on stdin). Anything that cannot become a document becomes a [`Failed`] input with a
+//! reason, so the run records it and goes on: nothing is silently dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Documents larger than this are refused (an error record, not a crash).
+pub const DEFAULT_MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+/// One unit of work handed to a script's `process(doc)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: String,
+    /// The file it came from, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub name: String,
+    pub text: String,
+    /// `txt`, `md`, `json`, ... (the extension, lower case).
+    pub kind: String,
+    pub meta: Map<String, Value>,
+}
+
+impl Document {
+    /// Where the document came from, for records: `path` or `path:line`.
+    pub fn source(&self) -> String {
+        match (&self.path, self.meta.get("line")) {
+            (Some(p), Some(line)) => format!("{p}:{line}"),
+            (Some(p), None) => p.clone(),
+            (None, _) => "-".into(),
+        }
+    }
+}
+
+/// An input that could not be read as a document.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub id: String,
+    pub source: String,
+    pub reason: String,
+}
+
+pub type Input = Result<Document, Failed>;
+
+/// A problem with the INPUT arguments themselves (a start-up error, not a document error).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("input `{path}` does not exist\nhint: pass files, directories, `.jsonl` files, or `-` for JSONL on stdin")]
+    Missing { path: PathBuf },
+    #[error("cannot list directory `{path}`: {source}")]
+    ListDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One place documents come from, resolved up front so a typo fails before any work starts.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Jsonl(PathBuf),
+    Stdin,
+}
+
+/// Expands INPUT arguments into sources: directories into their files (sorted, hidden files
+/// and sub-folders skipped).
+pub fn sources(inputs: &[PathBuf]) -> Result<Vec<Source>, InputError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            out.push(Source::Stdin);
+        } else if input.is_dir() {
+            let entries = std::fs::read_dir(input).map_err(|source| InputError::ListDir {
+                path: input.clone(),
+                source,
+            })?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
+                .map(|e| e.path())
+                .collect();
+            files.sort();
+            out.extend(files.into_iter().map(file_source));
+        } else if input.exists() {
+            out.push(file_source(input.clone()));
+        } else {
+            return Err(InputError::Missing {
+                path: input.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn file_source(path: PathBuf) -> Source {
+    if extension(&path) == "jsonl" {
+        Source::Jsonl(path)
+    } else {
+        Source::File(path)
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "txt".into())
+}
+
+/// Reads every source in order, calling `emit` once per document or failure. Stops early
+/// when `emit` returns false (the consumer went away).
+pub fn read_all(sources: &[Source], max_bytes: u64, mut emit: impl FnMut(Input) -> bool) {
+    for source in sources {
+        let go_on = match source {
+            Source::File(path) => emit(read_file(path, max_bytes)),
+            Source::Jsonl(path) => match std::fs::File::open(path) {
+                Ok(f) => read_jsonl(BufReader::new(f), Some(path), &mut emit),
+                Err(e) => emit(Err(failed_path(path, format!("cannot open: {e}")))),
+            },
+            Source::Stdin => read_jsonl(std::io::stdin().lock(), None, &mut emit),
+        };
+        if !go_on {
+            return;
+        }
+    }
+}
+
+fn display_path(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn failed_path(path: &Path, reason: String) -> Failed {
+    Failed {
+        id: display_path(path),
+        source: display_path(path),
+        reason,
+    }
+}
+
+/// Reads one file as one document.
+pub fn read_file(path: &Path, max_bytes: u64) -> Input {
+    let shown = display_path(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.clone());
+    if path.to_str().is_none() {
+        return Err(failed_path(
+            path,
+            "file name is not valid UTF-8; rename the file".into(),
+        ));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|e| failed_path(path, format!("cannot open: {e}")))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > max_bytes {
+        return Err(failed_path(
+            path,
+            format!("file is {len} bytes, over the {max_bytes}-byte limit"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed_path(path, format!("cannot read: {e}")))?;
+    if bytes.is_empty() {
+        return Err(failed_path(path, "file is empty".into()));
+    }
+    let text = decode_text(&bytes).map_err(|reason| failed_path(path, reason))?;
+    Ok(Document {
+        id: shown.clone(),
+        path: Some(shown),
+        name,
+        text,
+        kind: extension(path),
+        meta: Map::new(),
+    })
+}
+
+/// Text must be UTF-8 without NUL bytes; anything else is most likely binary.
+fn decode_text(bytes: &[u8]) -> Result<String, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if bytes.iter().take(8192).any(|&b| b == 0) {
+        return Err("binary content (NUL bytes), not a text document".into());
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        format!(
+            "not valid UTF-8 text (invalid byte at offset {}); convert it to UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn read_jsonl(
+    reader: impl BufRead,
+    path: Option<&Path>,
+    emit: &mut impl FnMut(Input) -> bool,
+) -> bool {
+    let origin = path.map(display_path).unwrap_or_else(|| "-".into());
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let lineno = i + 1;
+        let at = format!("{origin}:{lineno}");
+        let input = match line {
+            Err(e) => Err(Failed {
+                id: at.clone(),
+                source: at.clone(),
+                reason: format!("cannot read line: {e}"),
+            }),
+            Ok(bytes) => {
+                if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                jsonl_document(&bytes, path, &origin, lineno).map_err(|reason| Failed {
+                    id: at.clone(),
+                    source: at.clone(),
+                    reason,
+                })
+            }
+        };
+        if !emit(input) {
+            return false;
+        }
+    }
+    true
+}
+
+fn jsonl_document(
+    bytes: &[u8],
+    path: Option<&Path>,
+    origin: &str,
+    line: usize,
+) -> Result<Document, String> {
+    let text = decode_text(bytes)?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("line is not JSON: {e}"))?;
+    let Value::Object(mut fields) = value else {
+        return Err(
+            "line is not a JSON object; each line must look like {\"id\": ..., \"text\": ...}"
+                .into(),
+        );
+    };
+    let id = match fields.remove("id") {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => return Err(format!("`id` must be a string or a number, not {other}")),
+        None => format!("{origin}:{line}"),
+    };
+    let text = match fields.remove("text") {
+        Some(Value::String(s)) => s,
+        Some(other) => return Err(format!("`text` must be a string, not {other}")),
+        None => String::new(),
+    };
+    let name = match fields.remove("name") {
+        Some(Value::String(s)) => s,
+        _ => id.clone(),
+    };
+    let kind = match fields.remove("kind") {
+        Some(Value::String(s)) => s,
+        _ => "txt".into(),
+    };
+    let mut meta = match fields.remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    // Any other field is kept, in `meta`, so scripts can route on it.
+    meta.extend(fields);
+    if path.is_some() {
+        meta.insert("line".into(), Value::from(line));
+    }
+    Ok(Document {
+        id,
+        path: path.map(display_path),
+        name,
+        text,
+        kind,
+        meta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(sources: &[Source]) -> Vec<Input> {
+        let mut out = Vec::new();
+        read_all(sources, DEFAULT_MAX_BYTES, |i| {
+            out.push(i);
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn jsonl_lines_become_documents_and_bad_lines_become_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\": 7, \"text\": \"hola\", \"lang\": \"es\"}\n\nnot json\n{\"text\": \"x\"}\n",
+        )
+        .unwrap();
+        let got = collect(&sources(&[path.clone()]).unwrap());
+        assert_eq!(got.len(), 3);
+        let first = got[0].as_ref().unwrap();
+        assert_eq!(first.id, "7");
+        assert_eq!(first.meta["lang"], "es");
+        let bad = got[1].as_ref().unwrap_err();
+        assert!(bad.source.ends_with("in.jsonl:3"), "{}", bad.source);
+        assert!(bad.reason.contains("not JSON"));
+        assert!(got[2].as_ref().unwrap().id.ends_with("in.jsonl:4"));
+    }
+
+    #[test]
+    fn binary_empty_and_latin1_files_fail_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"ok").unwrap();
+        std::fs::write(dir.path().join("b.txt"), b"\x00\x01\x02").unwrap();
+        std::fs::write(dir.path().join("c.txt"), b"").unwrap();
+        std::fs::write(dir.path().join("d.txt"), b"caf\xe9").unwrap();
+        let got = collect(&sources(&[dir.path().to_owned()]).unwrap());
+        assert!(got[0].is_ok());
+        assert!(got[1].as_ref().unwrap_err().reason.contains("binary"));
+        assert!(got[2].as_ref().unwrap_err().reason.contains("empty"));
+        assert!(got[3].as_ref().unwrap_err().reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_missing_input_is_a_start_up_error() {
+        let err = sources(&[PathBuf::from("/no/such/input")]).unwrap_err();
+        assert!(err.to_string().contains("hint:"));
+    }
+}

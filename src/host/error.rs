@@ -1,0 +1,113 @@
+//! Errors across the Rhai boundary: how host functions fail (catchable, with a `kind`), and
+//! how an uncaught failure becomes a record's `error`.
+//!
+//! A host failure is thrown as a map `#{kind, message, function, host: true, ...}`, so a
+//! script can `try { cloud(...) } catch (e) { if e.kind == "timeout" { ... } }`, and the
+//! runner can tell it from the script's own `throw`.
+
+use rhai::{Dynamic, EvalAltResult, Map, Position};
+
+use crate::record::RecordError;
+
+/// Builds a catchable host error. `extra` adds fields (`partial`, `errors`, ...).
+pub fn host_error(
+    kind: &str,
+    message: impl Into<String>,
+    pos: Position,
+    extra: impl FnOnce(&mut Map),
+) -> Box<EvalAltResult> {
+    let mut map = Map::new();
+    map.insert("kind".into(), kind.into());
+    map.insert("message".into(), message.into().into());
+    map.insert("host".into(), true.into());
+    extra(&mut map);
+    EvalAltResult::ErrorRuntime(map.into(), pos).into()
+}
+
+/// Turns an error that escaped `process` into the record's error.
+pub fn classify(err: &EvalAltResult, script: &str) -> RecordError {
+    // Walk into function calls and modules to the error that started it, remembering the
+    // innermost source file for the position.
+    let mut source = script.to_owned();
+    let mut err = err;
+    loop {
+        match err {
+            EvalAltResult::ErrorInFunctionCall(_, src, inner, _) => {
+                if !src.is_empty() {
+                    source = src.clone();
+                }
+                err = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, _) => {
+                if !name.is_empty() {
+                    source = name.clone();
+                }
+                err = inner;
+            }
+            _ => break,
+        }
+    }
+    let pos = err.position();
+    let position = (!pos.is_none()).then(|| {
+        format!(
+            "{source}:{}:{}",
+            pos.line().unwrap_or(0),
+            pos.position().unwrap_or(0)
+        )
+    });
+    let (kind, message) = match err {
+        EvalAltResult::ErrorRuntime(value, _) => runtime(value),
+        EvalAltResult::ErrorTooManyOperations(_) => (
+            "limit".into(),
+            "the script ran too many operations (an endless loop?)\nhint: if the work is real, raise `max_operations` under [limits] in hybrid.toml".into(),
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => (
+            "limit".into(),
+            "the script called functions too deeply (endless recursion?)\nhint: if the depth is real, raise `max_call_levels` under [limits] in hybrid.toml".into(),
+        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            let key = if what.contains("string") {
+                "max_string_size"
+            } else if what.contains("array") {
+                "max_array_size"
+            } else if what.contains("map") {
+                "max_map_size"
+            } else {
+                "max_*_size"
+            };
+            (
+                "limit".into(),
+                format!("{what} grew past its limit\nhint: if the data is real, raise `{key}` under [limits] in hybrid.toml"),
+            )
+        }
+        EvalAltResult::ErrorTooManyModules(_) | EvalAltResult::ErrorTooManyVariables(_) => {
+            ("limit".into(), err.to_string())
+        }
+        EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with("process") => (
+            "script".into(),
+            "the script has no `fn process(doc)`\nhint: define `fn process(doc) { ... }`; the host calls it once per document".into(),
+        ),
+        other => ("script".into(), other.to_string()),
+    };
+    RecordError {
+        kind,
+        message,
+        position,
+    }
+}
+
+/// A runtime error is either a host function's map or the script's own `throw`.
+fn runtime(value: &Dynamic) -> (String, String) {
+    if let Some(map) = value.read_lock::<Map>() {
+        let is_host = map
+            .get("host")
+            .and_then(|h| h.as_bool().ok())
+            .unwrap_or(false);
+        let kind = map.get("kind").map(|k| k.to_string());
+        let message = map.get("message").map(|m| m.to_string());
+        if let (true, Some(kind), Some(message)) = (is_host, kind, message) {
+            return (kind, message);
+        }
+    }
+    ("script".into(), format!("the script threw: {value}"))
+}

@@ -1,0 +1,177 @@
+//! The Rhai side: the engine every pipeline script runs in, and the per-document context
+//! its host functions (`local`, `cloud`, `validate`) reach through.
+//!
+//! Rhai is synchronous, so each document runs on a blocking thread and host functions block
+//! on the captured tokio [`Handle`]. The document's context travels as the call's *tag*, so
+//! one compiled engine serves every document at once.
+
+mod call;
+mod cloud;
+pub mod error;
+mod local;
+mod validate;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rhai::{CallFnOptions, Dynamic, Engine, NativeCallContext, Position, Scope};
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use crate::bundle::Bundle;
+use crate::config::Limits;
+use crate::documents::Document;
+use crate::models::Backend;
+use crate::record::{CallRecord, Record, RecordError};
+use crate::schemas::{Schema, SchemaRegistry};
+
+pub use call::Role;
+
+/// The model back ends and the runtime host functions block on. Shared by every document.
+pub struct Services {
+    pub local: Arc<dyn Backend>,
+    pub cloud: Arc<dyn Backend>,
+    pub runtime: Handle,
+}
+
+impl Services {
+    pub fn backend(&self, role: Role) -> &Arc<dyn Backend> {
+        match role {
+            Role::Local => &self.local,
+            Role::Cloud => &self.cloud,
+        }
+    }
+}
+
+/// What a host function knows about the document it is working for.
+pub(crate) struct DocContext {
+    pub services: Arc<Services>,
+    pub schemas: Arc<SchemaRegistry>,
+    pub calls: Mutex<Vec<CallRecord>>,
+}
+
+impl DocContext {
+    /// The context of the document this call belongs to.
+    pub fn of(ctx: &NativeCallContext) -> Result<Arc<DocContext>, Box<rhai::EvalAltResult>> {
+        ctx.tag()
+            .and_then(|t| t.clone().try_cast::<Arc<DocContext>>())
+            .ok_or_else(|| {
+                error::host_error(
+                    "not_configured",
+                    format!("`{}` can only be called while a document is processed (inside `fn process(doc)`)", ctx.fn_name()),
+                    ctx.call_position(),
+                    |_| {},
+                )
+            })
+    }
+
+    /// A schema argument: a name in the schemas folder, or an inline map.
+    pub fn schema(
+        &self,
+        arg: Dynamic,
+        pos: Position,
+    ) -> Result<Arc<Schema>, Box<rhai::EvalAltResult>> {
+        let resolved = if arg.is_string() {
+            self.schemas.named(&arg.to_string())
+        } else if arg.is_map() {
+            let json = rhai::serde::from_dynamic::<Value>(&arg).map_err(|e| {
+                error::host_error(
+                    "schema",
+                    format!("the inline schema is not JSON-shaped: {e}"),
+                    pos,
+                    |_| {},
+                )
+            })?;
+            self.schemas.inline(json)
+        } else {
+            return Err(error::host_error(
+                "schema",
+                format!("a schema is a name or a map, not {}", arg.type_name()),
+                pos,
+                |_| {},
+            ));
+        };
+        resolved.map_err(|e| error::host_error("schema", e.to_string(), pos, |_| {}))
+    }
+}
+
+/// A Rhai engine with the host functions, the configured limits, and `print`/`debug` routed
+/// to the log.
+pub fn new_engine(limits: &Limits) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size);
+    engine.on_print(|text| tracing::info!(target: "hybrid::script", "{text}"));
+    engine.on_debug(|text, source, pos| {
+        tracing::debug!(target: "hybrid::script", source = source.unwrap_or("-"), line = pos.line().unwrap_or(0), "{text}")
+    });
+    // Functions in Rhai cannot see the script's variables, but rules are top-level
+    // constants: let `fn process` read `ESCALATE_BELOW` as plainly as `global::ESCALATE_BELOW`.
+    #[allow(deprecated)] // "volatile", not deprecated: rhai marks it so to warn of change
+    engine.on_var(|name, index, ctx| {
+        if index > 0 || ctx.scope().contains(name) {
+            return Ok(None);
+        }
+        let constants = ctx.global_runtime_state().constants.as_ref();
+        Ok(constants.and_then(|c| c.read().ok().and_then(|c| c.get(name).cloned())))
+    });
+    local::register(&mut engine);
+    cloud::register(&mut engine);
+    validate::register(&mut engine);
+    engine
+}
+
+/// Runs `process(doc)` for one document and turns whatever happens into a record.
+/// Never panics on script or model failures: those are the record's `error`.
+pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Document) -> Record {
+    let started = Instant::now();
+    let ctx = Arc::new(DocContext {
+        services: services.clone(),
+        schemas: bundle.schemas.clone(),
+        calls: Mutex::new(Vec::new()),
+    });
+    let outcome = rhai::serde::to_dynamic(doc).and_then(|doc_value| {
+        let mut scope = Scope::new();
+        let options = CallFnOptions::new().with_tag(ctx.clone());
+        bundle.engine.call_fn_with_options::<Dynamic>(
+            options,
+            &mut scope,
+            &bundle.ast,
+            "process",
+            (doc_value,),
+        )
+    });
+    let (result, error) = match outcome {
+        Ok(value) => match rhai::serde::from_dynamic::<Value>(&value) {
+            Ok(v) => (Some(v), None),
+            Err(e) => (
+                None,
+                Some(RecordError {
+                    kind: "script".into(),
+                    message: format!("`process` returned a value that is not JSON-shaped: {e}"),
+                    position: None,
+                }),
+            ),
+        },
+        Err(err) => (None, Some(error::classify(&err, &bundle.script_name))),
+    };
+    if let Some(e) = &error {
+        tracing::warn!(doc = %doc.id, kind = %e.kind, position = e.position.as_deref().unwrap_or("-"), "document failed: {}", e.message);
+    }
+    let calls = std::mem::take(&mut *ctx.calls.lock().unwrap_or_else(|e| e.into_inner()));
+    Record {
+        id: doc.id.clone(),
+        source: doc.source(),
+        ok: error.is_none(),
+        result,
+        error,
+        calls,
+        version: bundle.version.clone(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }
+}

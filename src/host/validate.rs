@@ -1,0 +1,48 @@
+//! `validate(value, schema)`: checks any value against a schema by name or inline map and
+//! returns `#{ valid, errors: [#{ path, message }] }`, so scripts can route on the result
+//! instead of failing.
+
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use serde_json::Value;
+
+use super::DocContext;
+
+pub fn register(engine: &mut Engine) {
+    engine.register_fn("validate", validate);
+}
+
+fn validate(
+    ctx: NativeCallContext,
+    value: Dynamic,
+    schema: Dynamic,
+) -> Result<Map, Box<rhai::EvalAltResult>> {
+    let pos = ctx.call_position();
+    let doc = DocContext::of(&ctx)?;
+    let schema = doc.schema(schema, pos)?;
+
+    let errors: Array = match rhai::serde::from_dynamic::<Value>(&value) {
+        Ok(json) => schema
+            .validate(&json)
+            .into_iter()
+            .map(|v| {
+                let mut m = Map::new();
+                m.insert("path".into(), v.path.into());
+                m.insert("message".into(), v.message.into());
+                Dynamic::from_map(m)
+            })
+            .collect(),
+        Err(e) => {
+            let mut m = Map::new();
+            m.insert("path".into(), "".into());
+            m.insert(
+                "message".into(),
+                format!("the value is not JSON-shaped: {e}").into(),
+            );
+            vec![Dynamic::from_map(m)]
+        }
+    };
+    let mut out = Map::new();
+    out.insert("valid".into(), errors.is_empty().into());
+    out.insert("errors".into(), errors.into());
+    Ok(out)
+}

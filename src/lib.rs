@@ -1,0 +1,27 @@
+//! # hybrid
+//!
+//! A scripting host for hybrid local + cloud LLM pipelines. Operators write the routing and
+//! threshold rules as Rhai scripts; the host runs them over documents with Gemma 4
+//! in-process (`local()`) and GPT-5.4 over the OpenAI API (`cloud()`), every step
+//! schema-checked (`validate()`).
+//!
+//! | what you can do                                   | where it lives             |
+//! |---------------------------------------------------|----------------------------|
+//! | parse the command line, map outcomes to exit codes | [`cli`]                   |
+//! | read `hybrid.toml`, the environment and flags      | [`config`]                |
+//! | turn files, directories and JSONL into documents   | [`documents`]             |
+//! | compile a script + imports + schemas as one version | [`bundle`]               |
+//! | the Rhai engine and `local` / `cloud` / `validate` | [`host`]                  |
+//! | find, compile and check JSON Schemas               | [`schemas`]               |
+//! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
+//! | run many documents and write result records        | [`runner`], [`record`]    |
+
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod documents;
+pub mod host;
+pub mod models;
+pub mod record;
+pub mod runner;
+pub mod schemas;

@@ -1,0 +1,183 @@
+//! The model back ends behind `local()` and `cloud()`.
+//!
+//! Scripts never see a back end directly: a host function builds a [`ModelRequest`], hands it
+//! to whichever [`Backend`] serves that role, and gets a [`ModelResponse`] or a [`ModelError`]
+//! whose [`ErrorKind`] a script can branch on. One file per back end.
+
+pub mod mistral;
+pub mod openai;
+pub mod tiny;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// One model call, as built from a script's `local(...)` / `cloud(...)` arguments.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// Optional system message.
+    pub system: Option<String>,
+    /// The user message text.
+    pub prompt: String,
+    /// The JSON Schema the answer must satisfy, with the name it was resolved from
+    /// (`"inline"` for an inline map). `None` means free text.
+    pub schema: Option<RequestSchema>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+}
+
+/// A schema attached to a request: the raw JSON (sent to the model) and its name.
+#[derive(Debug, Clone)]
+pub struct RequestSchema {
+    pub name: String,
+    pub json: Arc<serde_json::Value>,
+    /// Why the schema cannot be sent in OpenAI's strict mode, if it cannot.
+    pub not_strict: Option<String>,
+}
+
+/// What a back end answered.
+#[derive(Debug, Clone)]
+pub struct ModelResponse {
+    /// The raw text of the answer (JSON text when a schema was given).
+    pub text: String,
+    /// The model that answered, as the back end reports it.
+    pub model: String,
+    pub usage: Usage,
+    /// The server's request id (`x-request-id`), when there is one.
+    pub request_id: Option<String>,
+    /// How many retries it took (0 when the first attempt answered).
+    pub retries: u32,
+}
+
+/// Token counts for one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's cache (billed at the cached rate).
+    pub cached_tokens: u64,
+    /// Hidden reasoning tokens (billed as output).
+    pub reasoning_tokens: u64,
+    /// Decode speed, for in-process back ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+}
+
+/// What kind of failure a model call ended in. Scripts see this as `e.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Timeout,
+    RateLimit,
+    Refused,
+    InvalidOutput,
+    Truncated,
+    NotConfigured,
+    Auth,
+    Quota,
+    BadRequest,
+    Server,
+    Connection,
+    Load,
+    Blocked,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::Refused => "refused",
+            ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::NotConfigured => "not_configured",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Quota => "quota",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Server => "server",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Load => "load",
+            ErrorKind::Blocked => "blocked",
+        }
+    }
+}
+
+/// A failed model call: its kind, a message for people, and whatever partial text came back.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Text the model produced before failing (a truncated or invalid answer).
+    pub partial: Option<String>,
+    pub request_id: Option<String>,
+    pub retries: u32,
+    /// Usage spent on the failed call, when the server reported it.
+    pub usage: Option<Usage>,
+}
+
+impl ModelError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ModelError {
+            kind,
+            message: message.into(),
+            partial: None,
+            request_id: None,
+            retries: 0,
+            usage: None,
+        }
+    }
+
+    pub fn with_partial(mut self, partial: impl Into<String>) -> Self {
+        self.partial = Some(partial.into());
+        self
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A model back end. Implementations are shared by every document in flight.
+pub trait Backend: Send + Sync {
+    /// Short name for call records: `"openai"`, `"mistralrs"`.
+    fn name(&self) -> &str;
+    /// The model id this back end is configured for.
+    fn model(&self) -> &str;
+    /// Answer one request.
+    fn complete<'a>(
+        &'a self,
+        req: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>>;
+}
+
+/// The back end that serves `cloud()`.
+pub fn cloud_backend(config: &crate::config::Config) -> Result<Arc<dyn Backend>, ModelError> {
+    Ok(Arc::new(openai::OpenAiBackend::new(
+        "openai",
+        config.cloud.clone(),
+    )?))
+}
+
+/// The back end that serves `local()`: Gemma 4 in-process, or the operator's own
+/// OpenAI-compatible server. Nothing is loaded until the first call.
+pub fn local_backend(config: &crate::config::Config) -> Result<Arc<dyn Backend>, ModelError> {
+    use crate::config::LocalConfig;
+    Ok(match &config.local {
+        LocalConfig::Server(endpoint) => Arc::new(openai::OpenAiBackend::new(
+            "openai-compatible",
+            endpoint.clone(),
+        )?),
+        LocalConfig::InProcess(cfg) => {
+            Arc::new(mistral::MistralBackend::new(mistral::LocalModelConfig {
+                test_sampling: cfg.model == "tiny",
+                model: cfg.model.clone(),
+                isq: cfg.isq.clone(),
+                dtype: cfg.dtype.clone(),
+                device: cfg.device.clone(),
+                cache_dir: cfg.cache_dir.clone(),
+                max_num_seqs: cfg.max_num_seqs,
+            }))
+        }
+    })
+}

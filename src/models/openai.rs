@@ -1,0 +1,505 @@
+//! The OpenAI Chat Completions client: `cloud()`, and `local()` when it points at an
+//! OpenAI-compatible server on the operator's own infrastructure (Ollama, vLLM,
+//! `mistralrs serve`).
+//!
+//! Structured outputs go as `response_format: json_schema`; transient failures (429, 5xx,
+//! connection errors, timeouts) are retried with exponential backoff and full jitter, honouring
+//! `Retry-After`, within a bounded total time. The API key is never logged.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::{Backend, BoxFuture, ErrorKind, ModelError, ModelRequest, ModelResponse, Usage};
+use crate::config::EndpointConfig;
+
+/// Longest single back-off sleep, whatever the attempt number.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct OpenAiBackend {
+    /// `"openai"` for the cloud, `"openai-compatible"` for a local server.
+    label: &'static str,
+    cfg: EndpointConfig,
+    http: reqwest::Client,
+    /// Schemas already reported as not strict-compatible (warn once each).
+    warned: Mutex<HashSet<String>>,
+}
+
+impl OpenAiBackend {
+    pub fn new(label: &'static str, cfg: EndpointConfig) -> Result<Self, ModelError> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("hybrid/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                ModelError::new(
+                    ErrorKind::NotConfigured,
+                    format!("cannot build the HTTP client: {e}"),
+                )
+            })?;
+        Ok(OpenAiBackend {
+            label,
+            cfg,
+            http,
+            warned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!(
+            "{}/chat/completions",
+            self.cfg.base_url.trim_end_matches('/')
+        )
+    }
+
+    fn body(&self, req: &ModelRequest) -> Value {
+        let mut messages = Vec::new();
+        if let Some(system) = &req.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.push(json!({"role": "user", "content": req.prompt}));
+        let mut body = json!({"model": self.cfg.model, "messages": messages});
+        if let Some(n) = req.max_tokens {
+            body["max_completion_tokens"] = json!(n);
+        }
+        if let Some(t) = req.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(schema) = &req.schema {
+            let strict = match &schema.not_strict {
+                None => true,
+                Some(why) => {
+                    let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+                    if warned.insert(schema.name.clone()) {
+                        tracing::warn!(
+                            schema = %schema.name,
+                            "schema cannot be sent in strict mode: {why}; sending it non-strict (the answer is still validated)"
+                        );
+                    }
+                    false
+                }
+            };
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {
+                    "name": wire_name(&schema.name),
+                    "strict": strict,
+                    "schema": *schema.json,
+                }
+            });
+        }
+        body
+    }
+
+    /// Removes the key from anything a server echoes back.
+    fn scrub(&self, text: String) -> String {
+        match self.cfg.api_key.expose() {
+            Some(key) if text.contains(key) => text.replace(key, "***"),
+            _ => text,
+        }
+    }
+
+    async fn attempt(&self, body: &Value) -> Attempt {
+        let mut request = self.http.post(self.endpoint()).json(body);
+        if let Some(key) = self.cfg.api_key.expose() {
+            request = request.bearer_auth(key);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let (kind, what) = if e.is_timeout() {
+                    (ErrorKind::Timeout, "timed out")
+                } else {
+                    (ErrorKind::Connection, "connection failed")
+                };
+                return Attempt::failed(
+                    ModelError::new(
+                        kind,
+                        format!(
+                            "{} {what} after {:?}: {}",
+                            self.endpoint(),
+                            self.cfg.timeout,
+                            self.scrub(error_chain(&e))
+                        ),
+                    ),
+                    true,
+                    None,
+                );
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = match response.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Connection
+                };
+                let mut err = ModelError::new(
+                    kind,
+                    format!("reading the response failed: {}", error_chain(&e)),
+                );
+                err.request_id = request_id;
+                return Attempt::failed(err, true, None);
+            }
+        };
+        tracing::debug!(
+            status = status.as_u16(),
+            request_id = request_id.as_deref().unwrap_or("-"),
+            backend = self.label,
+            "model response"
+        );
+        if status.is_success() {
+            let mut out = self.parse_success(&text);
+            match &mut out {
+                Ok(resp) => resp.request_id = request_id,
+                Err(err) => err.request_id = request_id,
+            }
+            return Attempt {
+                outcome: out,
+                retryable: false,
+                retry_after: None,
+            };
+        }
+        let (code, message) = error_fields(&text);
+        let message = self.scrub(message.unwrap_or_else(|| truncate(&text, 300)));
+        let (kind, retryable, hint) = classify(status, code.as_deref());
+        let mut err = ModelError::new(
+            kind,
+            format!("{} answered {status}: {message}{hint}", self.label),
+        );
+        err.request_id = request_id;
+        Attempt::failed(err, retryable, retry_after(&headers))
+    }
+
+    fn parse_success(&self, text: &str) -> Result<ModelResponse, ModelError> {
+        let body: Value = serde_json::from_str(text).map_err(|e| {
+            ModelError::new(
+                ErrorKind::InvalidOutput,
+                format!("the server's response is not valid JSON: {e}"),
+            )
+            .with_partial(truncate(text, 2000))
+        })?;
+        let usage = parse_usage(&body["usage"]);
+        let model = body["model"].as_str().unwrap_or(&self.cfg.model).to_owned();
+        let choice = &body["choices"][0];
+        if choice.is_null() {
+            return Err(
+                ModelError::new(ErrorKind::InvalidOutput, "the response has no choices")
+                    .with_partial(truncate(text, 2000)),
+            );
+        }
+        let message = &choice["message"];
+        let content = message["content"].as_str().unwrap_or_default().to_owned();
+        let with_usage = |mut e: ModelError| {
+            e.usage = Some(usage);
+            e
+        };
+        if let Some(refusal) = message["refusal"].as_str().filter(|r| !r.is_empty()) {
+            return Err(with_usage(ModelError::new(
+                ErrorKind::Refused,
+                format!("the model refused: {refusal}"),
+            )));
+        }
+        match choice["finish_reason"].as_str() {
+            Some("length") => {
+                return Err(with_usage(
+                    ModelError::new(
+                        ErrorKind::Truncated,
+                        format!("the answer was cut off at the token limit after {} tokens\nhint: raise `max_tokens`, or ask for less", usage.completion_tokens),
+                    )
+                    .with_partial(content),
+                ))
+            }
+            Some("content_filter") => {
+                return Err(with_usage(ModelError::new(ErrorKind::Refused, "the answer was withheld by the provider's content filter")))
+            }
+            _ => {}
+        }
+        if message["content"].is_null() {
+            return Err(with_usage(ModelError::new(
+                ErrorKind::InvalidOutput,
+                "the answer has no text content",
+            )));
+        }
+        Ok(ModelResponse {
+            text: content,
+            model,
+            usage,
+            request_id: None,
+            retries: 0,
+        })
+    }
+}
+
+struct Attempt {
+    outcome: Result<ModelResponse, ModelError>,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    fn failed(err: ModelError, retryable: bool, retry_after: Option<Duration>) -> Attempt {
+        Attempt {
+            outcome: Err(err),
+            retryable,
+            retry_after,
+        }
+    }
+}
+
+impl Backend for OpenAiBackend {
+    fn name(&self) -> &str {
+        self.label
+    }
+
+    fn model(&self) -> &str {
+        &self.cfg.model
+    }
+
+    fn complete<'a>(
+        &'a self,
+        req: &'a ModelRequest,
+    ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
+        Box::pin(async move {
+            if !self.cfg.api_key.is_set() && self.cfg.is_official() {
+                return Err(ModelError::new(
+                    ErrorKind::NotConfigured,
+                    format!(
+                        "{} is not configured: `{}` is not set\nhint: export {}=sk-..., or point OPENAI_BASE_URL (or --cloud-url) at an OpenAI-compatible server",
+                        self.label, self.cfg.api_key_env, self.cfg.api_key_env
+                    ),
+                ));
+            }
+            let body = self.body(req);
+            let started = Instant::now();
+            let mut retries = 0;
+            loop {
+                let attempt = self.attempt(&body).await;
+                let err = match attempt.outcome {
+                    Ok(mut resp) => {
+                        resp.retries = retries;
+                        tracing::info!(
+                            backend = self.label,
+                            model = %resp.model,
+                            request_id = resp.request_id.as_deref().unwrap_or("-"),
+                            retries,
+                            prompt_tokens = resp.usage.prompt_tokens,
+                            completion_tokens = resp.usage.completion_tokens,
+                            "model call answered"
+                        );
+                        return Ok(resp);
+                    }
+                    Err(err) => err,
+                };
+                let delay = backoff(self.cfg.backoff, retries, attempt.retry_after);
+                let out_of_time = started.elapsed() + delay > self.cfg.max_retry_time;
+                if !attempt.retryable || retries >= self.cfg.max_retries || out_of_time {
+                    let mut err = err;
+                    err.retries = retries;
+                    if attempt.retryable && retries > 0 {
+                        err.message = format!(
+                            "{} (gave up after {retries} retries in {:.1?})",
+                            err.message,
+                            started.elapsed()
+                        );
+                    }
+                    tracing::warn!(
+                        backend = self.label,
+                        kind = err.kind.as_str(),
+                        request_id = err.request_id.as_deref().unwrap_or("-"),
+                        retries,
+                        "model call failed"
+                    );
+                    return Err(err);
+                }
+                tracing::info!(
+                    backend = self.label,
+                    kind = err.kind.as_str(),
+                    request_id = err.request_id.as_deref().unwrap_or("-"),
+                    retry = retries + 1,
+                    delay_ms = delay.as_millis() as u64,
+                    "retrying model call"
+                );
+                tokio::time::sleep(delay).await;
+                retries += 1;
+            }
+        })
+    }
+}
+
+/// Exponential backoff with full jitter; a server's `Retry-After` is a floor.
+fn backoff(base: Duration, retries: u32, retry_after: Option<Duration>) -> Duration {
+    let cap = base
+        .saturating_mul(1u32 << retries.min(16))
+        .min(MAX_BACKOFF);
+    let jittered = Duration::from_secs_f64(rand::rng().random_range(0.0..=1.0) * cap.as_secs_f64());
+    match retry_after {
+        Some(after) => after.max(jittered.min(base)),
+        None => jittered.max(base / 4),
+    }
+}
+
+/// `Retry-After` (seconds or an HTTP date is not worth parsing here: seconds only) and
+/// OpenAI's `retry-after-ms`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
+    }
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+fn classify(status: StatusCode, code: Option<&str>) -> (ErrorKind, bool, &'static str) {
+    match status.as_u16() {
+        429 if code == Some("insufficient_quota") => (
+            ErrorKind::Quota,
+            false,
+            "\nhint: the account is out of credit; check billing, retrying will not help",
+        ),
+        429 => (ErrorKind::RateLimit, true, ""),
+        401 | 403 => (
+            ErrorKind::Auth,
+            false,
+            "\nhint: check the API key and that it may use this model",
+        ),
+        408 => (ErrorKind::Timeout, true, ""),
+        404 => (
+            ErrorKind::BadRequest,
+            false,
+            "\nhint: check the base URL and the model name",
+        ),
+        s if s >= 500 => (ErrorKind::Server, true, ""),
+        _ => (ErrorKind::BadRequest, false, ""),
+    }
+}
+
+/// OpenAI errors look like `{"error": {"message": ..., "type": ..., "code": ...}}`.
+fn error_fields(text: &str) -> (Option<String>, Option<String>) {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return (None, None);
+    };
+    let e = &v["error"];
+    let code = e["code"].as_str().or(e["type"].as_str()).map(str::to_owned);
+    (code, e["message"].as_str().map(str::to_owned))
+}
+
+fn parse_usage(u: &Value) -> Usage {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    Usage {
+        prompt_tokens: n(&u["prompt_tokens"]),
+        completion_tokens: n(&u["completion_tokens"]),
+        cached_tokens: n(&u["prompt_tokens_details"]["cached_tokens"]),
+        reasoning_tokens: n(&u["completion_tokens_details"]["reasoning_tokens"]),
+        tokens_per_second: None,
+    }
+}
+
+/// OpenAI wants `^[a-zA-Z0-9_-]{1,64}$` as the schema name.
+fn wire_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "schema".into()
+    } else {
+        clean
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_is_not_retried_but_rate_limits_are() {
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, Some("insufficient_quota")).0,
+            ErrorKind::Quota
+        );
+        assert!(!classify(StatusCode::TOO_MANY_REQUESTS, Some("insufficient_quota")).1);
+        assert!(classify(StatusCode::TOO_MANY_REQUESTS, None).1);
+        assert!(classify(StatusCode::BAD_GATEWAY, None).1);
+        assert!(!classify(StatusCode::UNAUTHORIZED, None).1);
+        assert!(!classify(StatusCode::BAD_REQUEST, None).1);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_backoff_is_capped() {
+        let d = backoff(Duration::from_millis(100), 3, Some(Duration::from_secs(2)));
+        assert!(d >= Duration::from_secs(2));
+        for r in 0..40 {
+            assert!(backoff(Duration::from_millis(500), r, None) <= MAX_BACKOFF);
+        }
+    }
+
+    #[test]
+    fn usage_reads_cached_and_reasoning_tokens() {
+        let u = parse_usage(&json!({"prompt_tokens": 10, "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 2}}));
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens,
+                u.reasoning_tokens
+            ),
+            (10, 5, 4, 2)
+        );
+    }
+
+    #[test]
+    fn schema_names_are_made_wire_safe() {
+        assert_eq!(wire_name("contract risk.v2"), "contract_risk_v2");
+    }
+}

@@ -1,0 +1,109 @@
+//! The result format: one JSON line per document, with the model calls it made.
+//!
+//! Records are the product's output and its audit trail at once, so they carry enough to
+//! answer "what happened to document X, under which rules, at what cost" without the logs.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::models::Usage;
+
+/// One document's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub id: String,
+    pub source: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RecordError>,
+    pub calls: Vec<CallRecord>,
+    /// Content hash of the rules (script, imports, schemas) that produced this record.
+    pub version: String,
+    pub elapsed_ms: u64,
+}
+
+/// Why a document failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordError {
+    /// `input`, `script`, `limit`, `schema`, or a model error kind (`timeout`, `rate_limit`, ...).
+    pub kind: String,
+    pub message: String,
+    /// `file:line:col` in the script, when the failure has a position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+}
+
+/// One `local()` / `cloud()` call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    /// `local` or `cloud`.
+    pub function: &'static str,
+    pub backend: String,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub ok: bool,
+    /// The error kind, when the call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub ms: u64,
+    pub retries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Totals over a run, for the closing summary line.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub documents: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub local_calls: u64,
+    pub cloud_calls: u64,
+    pub failed_calls: u64,
+    pub tokens: u64,
+    pub wall_ms: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, record: &Record) {
+        self.documents += 1;
+        if record.ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        for call in &record.calls {
+            match call.function {
+                "local" => self.local_calls += 1,
+                _ => self.cloud_calls += 1,
+            }
+            if !call.ok {
+                self.failed_calls += 1;
+            }
+            self.tokens += call.usage.prompt_tokens + call.usage.completion_tokens;
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} documents: {} ok, {} failed; {} calls ({} local, {} cloud, {} failed); {} tokens; {:.1} s",
+            self.documents,
+            self.ok,
+            self.failed,
+            self.local_calls + self.cloud_calls,
+            self.local_calls,
+            self.cloud_calls,
+            self.failed_calls,
+            self.tokens,
+            self.wall_ms as f64 / 1000.0
+        )
+    }
+}

@@ -1,0 +1,242 @@
+//! The command line as a user meets it: help, checks, inputs, exit codes.
+
+use crate::support::Project;
+
+const ECHO: &str = r#"
+fn process(doc) {
+    #{ id: doc.id, kind: doc.kind, name: doc.name, chars: doc.text.len(), meta: doc.meta }
+}
+"#;
+
+#[test]
+fn help_explains_every_flag() {
+    let p = Project::new();
+    let out = p
+        .hybrid(&["run", "--help"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    for flag in [
+        "--out",
+        "--jobs",
+        "--schemas",
+        "--cloud-url",
+        "--local-model",
+        "--local-url",
+        "--isq",
+        "--config",
+    ] {
+        assert!(out.contains(flag), "`{flag}` missing from help:\n{out}");
+    }
+}
+
+#[test]
+fn files_directories_and_jsonl_become_one_record_each() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    p.write("in/a.txt", "hola mundo");
+    p.write("in/b.md", "# title");
+    p.write("in/.hidden", "skip me");
+    p.write("more.jsonl", "{\"id\": \"j1\", \"text\": \"uno\", \"lang\": \"es\"}\n{\"id\": \"j2\", \"text\": \"dos\"}\n");
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai", "in", "more.jsonl"])
+        .output()
+        .expect_code(0);
+    let records = done.records();
+    assert_eq!(records.len(), 4, "{}", done.stdout());
+    let a = done.record("in/a.txt");
+    assert_eq!(a["ok"], true);
+    assert_eq!(a["result"]["kind"], "txt");
+    assert_eq!(a["result"]["chars"], 10);
+    assert!(a["version"].as_str().unwrap().starts_with('v'));
+    assert_eq!(done.record("j1")["result"]["meta"]["lang"], "es");
+    assert!(
+        done.stderr().contains("4 documents: 4 ok, 0 failed"),
+        "{}",
+        done.stderr()
+    );
+}
+
+#[test]
+fn stdin_jsonl_and_out_file() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai", "-", "--out", "results.jsonl"])
+        .stdin("{\"id\": 1, \"text\": \"a\"}\n{\"id\": 2, \"text\": \"bb\"}\n")
+        .output()
+        .expect_code(0);
+    assert_eq!(done.stdout(), "", "data goes to --out, not stdout");
+    let written = std::fs::read_to_string(p.path("results.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 2);
+}
+
+#[test]
+fn bad_documents_are_error_records_and_exit_code_2() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    p.write("in/good.txt", "fine");
+    p.write("in/binary.txt", b"\x00\x01\x02\x03");
+    p.write("in/empty.txt", "");
+    p.write("in/latin1.txt", b"ni\xf1o");
+    p.write(
+        "in/lines.jsonl",
+        "{\"id\": \"ok\", \"text\": \"x\"}\n{broken\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai", "in"])
+        .output()
+        .expect_code(2);
+    assert_eq!(done.records().len(), 6);
+    assert_eq!(done.record("in/good.txt")["ok"], true);
+    assert_eq!(done.record("ok")["ok"], true);
+    for (id, reason) in [
+        ("in/binary.txt", "binary"),
+        ("in/empty.txt", "empty"),
+        ("in/latin1.txt", "UTF-8"),
+        ("in/lines.jsonl:2", "not JSON"),
+    ] {
+        let r = done.record(id);
+        assert_eq!(r["ok"], false);
+        assert_eq!(r["error"]["kind"], "input");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(reason),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn start_up_errors_exit_1_with_a_hint() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai", "nope/"])
+        .output()
+        .expect_code(1);
+    assert!(
+        done.stderr().contains("`nope/` does not exist"),
+        "{}",
+        done.stderr()
+    );
+    assert!(done.stderr().contains("hint:"));
+    let done = p
+        .hybrid(&["run", "scripts/missing.rhai", "x"])
+        .output()
+        .expect_code(1);
+    assert!(
+        done.stderr().contains("scripts/missing.rhai"),
+        "{}",
+        done.stderr()
+    );
+    p.write("hybrid.toml", "[cloud]\ntimeout = 3\n");
+    let done = p
+        .hybrid(&["check", "scripts/echo.rhai"])
+        .output()
+        .expect_code(1);
+    assert!(done.stderr().contains("hybrid.toml"), "{}", done.stderr());
+    assert!(done.stderr().contains("timeout"), "{}", done.stderr());
+}
+
+#[test]
+fn check_reports_syntax_errors_with_file_line_col_and_hint() {
+    let p = Project::new();
+    p.write(
+        "scripts/bad.rhai",
+        "fn process(doc) {\n    let x = (1 + ;\n}\n",
+    );
+    let done = p
+        .hybrid(&["check", "scripts/bad.rhai"])
+        .output()
+        .expect_code(1);
+    let err = done.stderr();
+    assert!(err.contains("scripts/bad.rhai:2:"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn check_catches_unknown_schema_names_and_missing_imports() {
+    let p = Project::new();
+    p.write("schemas/known.json", r#"{"type": "object"}"#);
+    p.write(
+        "scripts/typo.rhai",
+        "fn process(doc) {\n    local(doc.text, \"knwon\")\n}\n",
+    );
+    let err = p
+        .hybrid(&["check", "scripts/typo.rhai"])
+        .output()
+        .expect_code(1)
+        .stderr();
+    assert!(err.contains("scripts/typo.rhai:2:21"), "{err}");
+    assert!(err.contains("unknown schema `knwon`"), "{err}");
+    assert!(err.contains("known schemas: known"), "{err}");
+
+    p.write(
+        "scripts/opts.rhai",
+        "fn process(doc) {\n    cloud(#{ prompt: \"x\", schema: \"nope\" })\n}\n",
+    );
+    let err = p
+        .hybrid(&["check", "scripts/opts.rhai"])
+        .output()
+        .expect_code(1)
+        .stderr();
+    assert!(err.contains("unknown schema `nope`"), "{err}");
+
+    p.write(
+        "scripts/imp.rhai",
+        "import \"lib/missing\" as m;\nfn process(doc) { 1 }\n",
+    );
+    let err = p
+        .hybrid(&["check", "scripts/imp.rhai"])
+        .output()
+        .expect_code(1)
+        .stderr();
+    assert!(err.contains("cannot find module `lib/missing`"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn check_reports_errors_inside_imported_modules_at_their_own_file() {
+    let p = Project::new();
+    p.write("scripts/lib/rules.rhai", "fn threshold() {\n  0.75 +\n}\n");
+    p.write(
+        "scripts/main.rhai",
+        "import \"lib/rules\" as rules;\nfn process(doc) { rules::threshold() }\n",
+    );
+    let err = p
+        .hybrid(&["check", "scripts/main.rhai"])
+        .output()
+        .expect_code(1)
+        .stderr();
+    assert!(err.contains("lib/rules.rhai:"), "{err}");
+}
+
+#[test]
+fn check_passes_a_good_script_and_names_its_version() {
+    let p = Project::new();
+    p.write("schemas/a.json", r#"{"type": "object"}"#);
+    p.write(
+        "scripts/lib/rules.rhai",
+        "const LIMIT = 3;\nfn limit() { LIMIT }\n",
+    );
+    p.write("scripts/ok.rhai", "import \"lib/rules\" as rules;\nimport \"hybrid/text\" as text;\nfn process(doc) { validate(#{}, \"a\") }\n");
+    let out = p
+        .hybrid(&["check", "scripts/ok.rhai"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains("ok (v"), "{out}");
+    assert!(out.contains("schemas: a"), "{out}");
+}
+
+#[test]
+fn a_script_without_process_is_rejected() {
+    let p = Project::new();
+    p.write("scripts/none.rhai", "fn handle(doc) { 1 }\n");
+    let err = p
+        .hybrid(&["check", "scripts/none.rhai"])
+        .output()
+        .expect_code(1)
+        .stderr();
+    assert!(err.contains("no `fn process(doc)`"), "{err}");
+}

@@ -1,0 +1,351 @@
+//! `cloud()` (and `local()` pointed at a server) against a real loopback server speaking
+//! the OpenAI wire format, with faults on demand.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::openai_stub::{Reply, StubServer};
+use crate::support::Project;
+
+const VERDICT: &str = r#"{"type": "object", "additionalProperties": false,
+  "properties": {"label": {"type": "string", "enum": ["ok", "risky"]}, "score": {"type": "number"}},
+  "required": ["label", "score"]}"#;
+
+/// Calls the cloud with the document text; catches failures into the result.
+const CATCHING: &str = r#"
+fn process(doc) {
+    try {
+        return #{ answer: cloud(doc.text, "verdict") };
+    } catch (e) {
+        return #{ failed: e.kind, message: e.message, partial: e.partial, retries: e.retries };
+    }
+}
+"#;
+
+fn project(script: &str) -> Project {
+    let p = Project::new();
+    p.write("schemas/verdict.json", VERDICT);
+    p.write("scripts/s.rhai", script);
+    p
+}
+
+fn run_one(p: &Project, server: &StubServer, extra: &[&str]) -> crate::support::Done {
+    let url = server.url();
+    let mut args = vec![
+        "run",
+        "scripts/s.rhai",
+        "-",
+        "--cloud-url",
+        url.as_str(),
+        "--jobs",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    p.hybrid(&args)
+        .stdin("{\"id\": \"d1\", \"text\": \"is this clause risky?\"}\n")
+        .output()
+}
+
+#[test]
+fn a_schema_call_sends_strict_json_schema_and_records_usage() {
+    let p = project(CATCHING);
+    let server = StubServer::conforming(Duration::ZERO);
+    let done = run_one(&p, &server, &["--cloud-model", "gpt-5.4"]).expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["answer"]["label"], "ok");
+    let call = &r["calls"][0];
+    assert_eq!(call["function"], "cloud");
+    assert_eq!(call["backend"], "openai");
+    assert_eq!(call["schema"], "verdict");
+    assert_eq!(call["ok"], true);
+    assert_eq!(call["prompt_tokens"], 100);
+    assert_eq!(call["completion_tokens"], 20);
+    assert_eq!(call["cached_tokens"], 40);
+    assert_eq!(call["reasoning_tokens"], 5);
+    assert_eq!(call["request_id"], "req_stub_1");
+    assert_eq!(call["retries"], 0);
+
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    let body = &seen[0].body;
+    assert_eq!(body["model"], "gpt-5.4");
+    assert_eq!(body["response_format"]["type"], "json_schema");
+    assert_eq!(body["response_format"]["json_schema"]["name"], "verdict");
+    assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+    assert_eq!(body["messages"][0]["content"], "is this clause risky?");
+}
+
+#[test]
+fn rate_limits_are_retried_honouring_retry_after() {
+    let p = project(CATCHING);
+    let server = StubServer::start(|n, req| match n {
+        0 => Reply::error(429, "rate_limit_exceeded", "slow down").header("retry-after", "1"),
+        1 => Reply::error(429, "rate_limit_exceeded", "slow down").header("retry-after-ms", "50"),
+        _ => Reply::content(&crate::openai_stub::instance_of(req.schema().unwrap()).to_string()),
+    });
+    let started = std::time::Instant::now();
+    let done = run_one(&p, &server, &[]).expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["answer"]["label"], "ok", "{r}");
+    assert_eq!(r["calls"][0]["retries"], 2);
+    assert_eq!(server.requests().len(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let p = project(CATCHING);
+    let server = StubServer::start(|_, _| Reply::error(500, "server_error", "boom"));
+    let done = run_one(&p, &server, &["--max-retries", "2"]).expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["failed"], "server");
+    assert_eq!(r["result"]["retries"], 2);
+    assert_eq!(server.requests().len(), 3);
+    assert_eq!(r["calls"][0]["ok"], false);
+    assert_eq!(r["calls"][0]["error"], "server");
+}
+
+#[test]
+fn client_errors_and_exhausted_quota_are_not_retried() {
+    for (reply, kind) in [
+        (Reply::error(401, "invalid_api_key", "bad key"), "auth"),
+        (
+            Reply::error(400, "invalid_request_error", "bad schema"),
+            "bad_request",
+        ),
+        (
+            Reply::error(429, "insufficient_quota", "no credit"),
+            "quota",
+        ),
+    ] {
+        let p = project(CATCHING);
+        let server = StubServer::start(move |_, _| reply.clone());
+        let done = run_one(&p, &server, &[]).expect_code(0);
+        assert_eq!(done.record("d1")["result"]["failed"], kind);
+        assert_eq!(server.requests().len(), 1, "{kind} was retried");
+    }
+}
+
+#[test]
+fn a_slow_server_times_out() {
+    let p = project(CATCHING);
+    let server = StubServer::conforming(Duration::from_secs(3));
+    let done = run_one(&p, &server, &["--timeout", "0.3", "--max-retries", "0"]).expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["failed"], "timeout", "{r}");
+}
+
+#[test]
+fn malformed_and_schema_violating_answers_are_invalid_output() {
+    for (reply, needle) in [
+        (Reply::status(200, "{not json"), "not valid JSON"),
+        (
+            Reply::content("{\"label\": \"maybe\", \"score\": 1}"),
+            "does not match schema `verdict`",
+        ),
+        (
+            Reply::content("Sure! Here is the answer: risky"),
+            "not JSON",
+        ),
+    ] {
+        let p = project(CATCHING);
+        let server = StubServer::start(move |_, _| reply.clone());
+        let r = run_one(&p, &server, &[]).expect_code(0).record("d1");
+        assert_eq!(r["result"]["failed"], "invalid_output", "{r}");
+        assert!(
+            r["result"]["message"].as_str().unwrap().contains(needle),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn refusals_and_truncation_have_their_own_kinds() {
+    let p = project(CATCHING);
+    let server = StubServer::start(|_, _| {
+        Reply::completion(
+            json!({"role": "assistant", "content": null, "refusal": "I can't help with that."}),
+            "stop",
+        )
+    });
+    let r = run_one(&p, &server, &[]).expect_code(0).record("d1");
+    assert_eq!(r["result"]["failed"], "refused");
+
+    let p = project(CATCHING);
+    let server = StubServer::start(|_, _| {
+        Reply::completion(
+            json!({"role": "assistant", "content": "{\"label\": \"ri"}),
+            "length",
+        )
+    });
+    let r = run_one(&p, &server, &[]).expect_code(0).record("d1");
+    assert_eq!(r["result"]["failed"], "truncated");
+    assert_eq!(r["result"]["partial"], "{\"label\": \"ri");
+}
+
+#[test]
+fn an_uncaught_model_failure_fails_the_document_with_its_kind() {
+    let p = project("fn process(doc) {\n    cloud(doc.text, \"verdict\")\n}\n");
+    let server = StubServer::start(|_, _| Reply::error(401, "invalid_api_key", "bad key"));
+    let done = run_one(&p, &server, &[]).expect_code(2);
+    let r = done.record("d1");
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["error"]["kind"], "auth");
+    assert_eq!(r["error"]["position"], "scripts/s.rhai:2:5");
+    assert_eq!(r["calls"][0]["ok"], false);
+}
+
+#[test]
+fn without_a_key_the_official_endpoint_is_not_configured() {
+    let p = project(CATCHING);
+    let done = p
+        .hybrid(&["run", "scripts/s.rhai", "-"])
+        .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
+        .output()
+        .expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["failed"], "not_configured");
+    assert!(r["result"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("OPENAI_API_KEY"));
+}
+
+#[test]
+fn the_api_key_is_sent_but_never_shown() {
+    const KEY: &str = "sk-test-SECRET-9f8e7d6c5b4a";
+    let p = project(CATCHING);
+    // A server that echoes the key back in its error, as careless proxies do.
+    let server = StubServer::start(|n, req| {
+        let auth = req.header("authorization").unwrap_or("").to_owned();
+        if n == 0 {
+            Reply::error(500, "server_error", &format!("upstream rejected {auth}"))
+        } else {
+            Reply::error(
+                401,
+                "invalid_api_key",
+                &format!("Incorrect API key provided: {auth}"),
+            )
+        }
+    });
+    let url = server.url();
+    let done = p
+        .hybrid(&[
+            "-vv",
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud-url",
+            &url,
+            "--max-retries",
+            "1",
+        ])
+        .env("OPENAI_API_KEY", KEY)
+        .env("HYBRID_LOG", "trace")
+        .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
+        .output()
+        .expect_code(0);
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert!(
+        !done.stdout().contains("SECRET"),
+        "key in stdout:\n{}",
+        done.stdout()
+    );
+    assert!(
+        !done.stderr().contains("SECRET"),
+        "key in stderr:\n{}",
+        done.stderr()
+    );
+    assert_eq!(done.record("d1")["result"]["failed"], "auth");
+}
+
+#[test]
+fn schemas_that_cannot_be_strict_are_sent_non_strict_with_a_warning() {
+    let p = project("fn process(doc) { cloud(doc.text, \"loose\") }\n");
+    p.write(
+        "schemas/loose.json",
+        r#"{"type": "object", "properties": {"a": {"type": "string"}}}"#,
+    );
+    let server = StubServer::conforming(Duration::ZERO);
+    let done = run_one(&p, &server, &[]).expect_code(0);
+    assert_eq!(
+        server.requests()[0].body["response_format"]["json_schema"]["strict"],
+        false
+    );
+    assert!(
+        done.stderr().contains("cannot be sent in strict mode"),
+        "{}",
+        done.stderr()
+    );
+    assert!(
+        done.stderr().contains("additionalProperties"),
+        "{}",
+        done.stderr()
+    );
+}
+
+#[test]
+fn local_can_be_served_by_an_openai_compatible_server() {
+    let p = project("fn process(doc) {\n    #{ draft: local(#{ system: \"Be brief.\", prompt: doc.text, max_tokens: 50, temperature: 0.2 }) }\n}\n");
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--local-url",
+            &url,
+            "--local-model",
+            "gemma4:e4b",
+        ])
+        .stdin("{\"id\": \"d1\", \"text\": \"hola\"}\n")
+        .output()
+        .expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["draft"], "stub answer");
+    assert_eq!(r["calls"][0]["function"], "local");
+    assert_eq!(r["calls"][0]["backend"], "openai-compatible");
+    let body = &server.requests()[0].body;
+    assert_eq!(body["model"], "gemma4:e4b");
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["max_completion_tokens"], 50);
+    assert_eq!(body["temperature"], 0.2);
+}
+
+#[test]
+fn many_documents_in_flight_each_get_their_record() {
+    let p = project(CATCHING);
+    let server = StubServer::conforming(Duration::from_millis(100));
+    let url = server.url();
+    let input: String = (0..40)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"doc {i}\"}}\n"))
+        .collect();
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud-url",
+            &url,
+            "--jobs",
+            "8",
+        ])
+        .stdin(input)
+        .output()
+        .expect_code(0);
+    let records = done.records();
+    assert_eq!(records.len(), 40);
+    assert!(records
+        .iter()
+        .all(|r| r["result"]["answer"]["label"] == "ok"));
+    assert_eq!(server.requests().len(), 40);
+}

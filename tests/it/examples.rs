@@ -1,0 +1,135 @@
+//! The shipped example pipelines, run as their header comments say, through the real binary
+//! with the tiny local model and a loopback cloud.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::openai_stub::StubServer;
+use crate::support::Project;
+
+/// A project holding copies of the repository's scripts, schemas and samples.
+fn shipped() -> Project {
+    let p = Project::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["scripts", "schemas", "samples", "stdlib"] {
+        copy_dir(&root.join(dir), &p.path(dir));
+    }
+    p
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_shipped_script_checks() {
+    let p = shipped();
+    for entry in std::fs::read_dir(p.path("scripts")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rhai") {
+            let rel = format!("scripts/{}", path.file_name().unwrap().to_string_lossy());
+            p.hybrid(&["check", &rel]).output().expect_code(0);
+        }
+    }
+}
+
+#[test]
+fn contract_triage_runs_offline_as_the_readme_says() {
+    let p = shipped();
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "samples/contracts",
+            "--local-model",
+            "tiny",
+        ])
+        .output()
+        .expect_code(0);
+    let records = done.records();
+    assert_eq!(
+        records.len(),
+        std::fs::read_dir(p.path("samples/contracts"))
+            .unwrap()
+            .count()
+    );
+    for r in &records {
+        let decision = r["result"]["decision"].as_str().unwrap();
+        assert!(
+            ["local", "human_review"].contains(&decision),
+            "no cloud without a key: {r}"
+        );
+        assert_eq!(r["calls"][0]["backend"], "mistralrs");
+    }
+}
+
+#[test]
+fn contract_triage_escalates_only_extracted_json_to_the_cloud() {
+    let p = shipped();
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    // Force every contract past the confidence rule, so each one that the local model
+    // triaged goes to the cloud.
+    let script = std::fs::read_to_string(p.path("scripts/contract_triage.rhai"))
+        .unwrap()
+        .replace(
+            "const ESCALATE_BELOW = 0.75;",
+            "const ESCALATE_BELOW = 2.0;",
+        );
+    p.write("scripts/contract_triage.rhai", script);
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "samples/contracts",
+            "--local-model",
+            "tiny",
+            "--cloud-url",
+            &url,
+        ])
+        .output()
+        .expect_code(0);
+    let escalated: Vec<_> = done
+        .records()
+        .into_iter()
+        .filter(|r| r["result"]["decision"] == "cloud")
+        .collect();
+    let requests = server.requests();
+    assert!(
+        !escalated.is_empty(),
+        "nothing escalated:\n{}",
+        done.stdout()
+    );
+    assert_eq!(requests.len(), escalated.len());
+    for r in &escalated {
+        assert_eq!(r["result"]["risk"]["overall_risk"], "low", "{r}");
+        assert!(
+            r["result"]["reasons"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("confidence"),
+            "{r}"
+        );
+    }
+    // Not one line of any contract reached the server.
+    for entry in std::fs::read_dir(p.path("samples/contracts")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().filter(|l| l.len() > 40) {
+            for req in &requests {
+                assert!(
+                    !req.raw.contains(line),
+                    "contract text left the machine: {line}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The one integration test binary: every test drives the real `hybrid` binary.
+
+mod cli;
+mod cloud;
+mod examples;
+mod local;
+mod openai_stub;
+mod script;
+mod support;
