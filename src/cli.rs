@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bundle::Bundle;
-use crate::config::{Config, FileConfig, Overrides};
+use crate::config::{CloudMode, Config, FileConfig, Overrides};
 use crate::documents;
 use crate::host::Services;
 use crate::models;
@@ -40,6 +40,34 @@ enum Command {
     Run(RunArgs),
     /// Compile a script and everything it imports, and check the schemas it names.
     Check(CheckArgs),
+    /// Summarise result files: calls, tokens, local share, spend, and a cost projection.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Result files written by `hybrid run` (JSONL).
+    #[arg(required = true)]
+    results: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Documents per day for the projection.
+    #[arg(long, value_name = "DOCS_PER_DAY", default_value_t = 1000.0)]
+    volume: f64,
+    /// Also draw monthly spend against volume (cloud only vs hybrid) as an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Settings file with `[prices]`, `[local_cost]` and `[currency]` [default: ./hybrid.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `--cloud`: send calls, or only guard, audit and estimate them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CloudArg {
+    Live,
+    DryRun,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +90,14 @@ struct RunArgs {
     /// No progress line on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// `dry-run`: send nothing to the cloud; the egress guard and the audit log still run,
+    /// token counts and costs are estimated, and cloud() answers with marked placeholders.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "live")]
+    cloud: CloudArg,
+    /// Audit log of every cloud payload [default: beside --out as NAME.audit.jsonl, else
+    /// ./hybrid-audit.jsonl; or `[audit] path`].
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -114,7 +150,7 @@ struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn config(&self, script: &std::path::Path, jobs: Option<usize>) -> anyhow::Result<Config> {
+    fn config(&self, script: &std::path::Path, run: Option<&RunArgs>) -> anyhow::Result<Config> {
         let path = self.config.clone().or_else(|| FileConfig::discover(script));
         let file = match &path {
             Some(p) => FileConfig::load(p)?,
@@ -130,8 +166,13 @@ impl CommonArgs {
             device: self.device.clone(),
             timeout_secs: self.timeout,
             max_retries: self.max_retries,
-            jobs,
+            jobs: run.and_then(|r| r.jobs),
             schemas: self.schemas.clone(),
+            cloud_mode: run.map(|r| match r.cloud {
+                CloudArg::Live => CloudMode::Live,
+                CloudArg::DryRun => CloudMode::DryRun,
+            }),
+            audit: run.and_then(|r| r.audit.clone()),
         };
         if let Some(p) = &path {
             tracing::debug!(config = %p.display(), "settings file");
@@ -140,10 +181,14 @@ impl CommonArgs {
     }
 }
 
+/// `-q`: no summary line either.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -157,11 +202,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
+        Command::Report(args) => report(args),
     }
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(&args.script, None)?;
+    crate::guard::Guard::new(&config.guard)?;
     let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
     let schemas: Vec<&str> = bundle.schemas.names().collect();
     println!(
@@ -180,7 +227,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = args.common.config(&args.script, args.jobs)?;
+    let config = args.common.config(&args.script, Some(&args))?;
+    let guard = crate::guard::Guard::new(&config.guard)?;
     let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
     let sources = documents::sources(&args.inputs)?;
     let mut out: Box<dyn std::io::Write + Send> = match &args.out {
@@ -196,10 +244,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     tracing::info!(script = %args.script.display(), version = %bundle.version, jobs = config.jobs, "rules loaded");
+    let audit_path = config
+        .audit_path
+        .clone()
+        .unwrap_or_else(|| default_audit_path(args.out.as_deref()));
+    let audit = crate::audit::AuditLog::open(&audit_path, config.audit_payload)?;
+    if config.cloud_mode == CloudMode::DryRun {
+        tracing::info!(audit = %audit_path.display(), "dry run: nothing is sent to the cloud; see the audit log for what would have been");
+    }
     let services = Arc::new(Services {
         local: models::local_backend(&config)?,
         cloud: models::cloud_backend(&config)?,
         runtime: runtime.handle().clone(),
+        guard,
+        audit: Some(Arc::new(audit)),
+        pricing: config.pricing.clone(),
+        cloud_endpoint: crate::audit::endpoint_host(&config.cloud.base_url),
     });
     let options = RunOptions {
         jobs: config.jobs,
@@ -209,12 +269,51 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
     let summary = runtime.block_on(runner::run(bundle, services, sources, &options, &mut *out))?;
     drop(out);
-    eprintln!("hybrid: {summary}");
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("hybrid: {summary}");
+    }
     Ok(if summary.failed > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `results.jsonl` → `results.audit.jsonl`; no `--out` → `./hybrid-audit.jsonl`.
+fn default_audit_path(out: Option<&std::path::Path>) -> PathBuf {
+    match out {
+        Some(out) => {
+            let stem = out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "results".into());
+            out.with_file_name(format!("{stem}.audit.jsonl"))
+        }
+        None => PathBuf::from("hybrid-audit.jsonl"),
+    }
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let path = args
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("hybrid.toml")).filter(|p| p.is_file()));
+    let file = match &path {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let config = Config::resolve(file, path, &Overrides::default())?;
+    let report = crate::report::build(&args.results, &config.pricing, Some(args.volume))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::report::render_text(&report, &config.pricing));
+    }
+    if let Some(chart) = &args.chart {
+        crate::report::write_chart(&report, chart)?;
+        eprintln!("chart written to `{}`", chart.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -232,6 +331,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

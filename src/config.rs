@@ -37,6 +37,32 @@ pub struct FileConfig {
     pub local: LocalFile,
     pub run: RunFile,
     pub limits: Limits,
+    pub guard: crate::guard::GuardConfig,
+    pub audit: AuditFile,
+    /// `[prices."MODEL"]`: per-million-token prices beyond the built-in GPT-5.4 ones.
+    pub prices: std::collections::BTreeMap<String, crate::cost::Price>,
+    pub local_cost: crate::cost::LocalCost,
+    pub currency: crate::cost::Currency,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditFile {
+    /// Where the audit log goes [default: beside `--out` as `NAME.audit.jsonl`, else
+    /// `hybrid-audit.jsonl` in the current directory].
+    pub path: Option<PathBuf>,
+    /// `full` (default): keep each payload in the log; `hash`: only its SHA-256.
+    pub payload: Option<String>,
+}
+
+/// What `cloud()` does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudMode {
+    /// Send it.
+    Live,
+    /// Send nothing: guard, audit and estimate, and answer with a placeholder.
+    DryRun,
 }
 
 /// `[cloud]`, and the OpenAI-compatible half of `[local]`.
@@ -225,6 +251,8 @@ pub struct Overrides {
     pub max_retries: Option<u32>,
     pub jobs: Option<usize>,
     pub schemas: Option<PathBuf>,
+    pub cloud_mode: Option<CloudMode>,
+    pub audit: Option<PathBuf>,
 }
 
 /// The merged settings a run works from.
@@ -235,6 +263,13 @@ pub struct Config {
     pub jobs: usize,
     pub schemas: Option<PathBuf>,
     pub limits: Limits,
+    pub cloud_mode: CloudMode,
+    pub guard: crate::guard::GuardConfig,
+    /// An explicit audit log path (`--audit` or `[audit] path`).
+    pub audit_path: Option<PathBuf>,
+    /// Keep payloads in the audit log (else only their hash).
+    pub audit_payload: bool,
+    pub pricing: crate::cost::Pricing,
     /// The file the settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -360,12 +395,37 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let audit_payload = match file.audit.payload.as_deref() {
+            None | Some("full") => true,
+            Some("hash") => false,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    key: "audit.payload",
+                    message: format!("`{other}` is neither `full` nor `hash`"),
+                })
+            }
+        };
+        if file.currency.per_usd <= 0.0 || !file.currency.per_usd.is_finite() {
+            return Err(ConfigError::Value {
+                key: "currency.per_usd",
+                message: "must be a positive number of local units per US dollar".into(),
+            });
+        }
         Ok(Config {
             cloud,
             local,
             jobs,
             schemas: flags.schemas.clone().or(file.run.schemas.clone()),
             limits: file.limits,
+            cloud_mode: flags.cloud_mode.unwrap_or(CloudMode::Live),
+            guard: file.guard,
+            audit_path: flags.audit.clone().or(file.audit.path),
+            audit_payload,
+            pricing: crate::cost::Pricing {
+                prices: file.prices,
+                local: file.local_cost,
+                currency: file.currency,
+            },
             source,
         })
     }

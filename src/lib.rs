@@ -15,13 +15,20 @@
 //! | find, compile and check JSON Schemas               | [`schemas`]               |
 //! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
 //! | run many documents and write result records        | [`runner`], [`record`]    |
+//! | check what leaves for the cloud (egress guard)     | [`guard`]                 |
+//! | log every cloud payload for auditors               | [`audit`]                 |
+//! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
 
+pub mod audit;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod documents;
+pub mod guard;
 pub mod host;
 pub mod models;
 pub mod record;
+pub mod report;
 pub mod runner;
 pub mod schemas;

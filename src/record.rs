@@ -50,10 +50,20 @@ pub struct CallRecord {
     pub error: Option<String>,
     #[serde(flatten)]
     pub usage: Usage,
+    /// What the call cost in USD: cloud tokens at the model's prices, local time at the
+    /// configured hardware rate. Absent when no price is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     pub ms: u64,
     pub retries: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// True when nothing was sent (`--cloud dry-run`): usage and cost are estimates.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// What the egress guard redacted on the way out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redactions: Vec<crate::guard::Redaction>,
 }
 
 /// Totals over a run, for the closing summary line.

@@ -1,5 +1,6 @@
 //! What `local(...)` and `cloud(...)` share: reading the script's arguments, resolving the
-//! schema, blocking on the back end, checking the answer, and recording the call.
+//! schema, guarding what goes to the cloud, blocking on the back end, checking the answer,
+//! and recording (and, for the cloud, auditing) the call.
 //!
 //! Every failure comes back to the script as a catchable error with a `kind`; an answer that
 //! should match a schema is parsed and validated here, so scripts never parse free text.
@@ -7,13 +8,15 @@
 use std::time::Instant;
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::error::host_error;
 use super::DocContext;
-use crate::models::{ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema};
+use crate::audit::{self, Outcome};
+use crate::guard::{Parts, Redaction};
+use crate::models::{ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema, Usage};
 use crate::record::CallRecord;
-use crate::schemas::Schema;
+use crate::schemas::{hash_hex, Schema};
 
 /// Which script function a call came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,14 @@ const OPTIONS: &[&str] = &[
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// The script's arguments, read and checked.
+struct Args {
+    parts: Parts,
+    schema: Option<Dynamic>,
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+}
+
 /// `local(prompt)`, `local(options)` and `local(prompt, schema)` (and the same for `cloud`).
 pub fn call(
     ctx: &NativeCallContext,
@@ -51,6 +62,134 @@ pub fn call(
 ) -> RhaiResult<Dynamic> {
     let pos = ctx.call_position();
     let doc = DocContext::of(ctx)?;
+    let args = read_args(role, first, schema, pos)?;
+    let schema = match args.schema {
+        Some(s) => Some(doc.schema(s, pos)?),
+        None => None,
+    };
+    let backend = doc.services.backend(role).clone();
+    let mut parts = args.parts;
+
+    // Nothing leaves for the cloud before the guard has seen it.
+    let mut redactions = Vec::new();
+    if role == Role::Cloud {
+        match doc.services.guard.check(&mut parts, &doc.source_text) {
+            Ok(r) => redactions = r,
+            Err(blocked) => {
+                tracing::warn!(doc = %doc.doc_id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
+                let payload = payload_json(&parts, schema.as_deref());
+                doc.audit(
+                    &backend.model().to_owned(),
+                    Outcome::Blocked,
+                    &payload,
+                    |e| {
+                        e.rule = Some(blocked.rule.clone());
+                    },
+                );
+                doc.push_call(CallRecord {
+                    error: Some("blocked".into()),
+                    ..CallRecord::new(
+                        role.fn_name(),
+                        backend.name(),
+                        backend.model(),
+                        schema.as_deref(),
+                    )
+                });
+                return Err(host_error(
+                    "blocked",
+                    format!("cloud() {blocked}"),
+                    pos,
+                    |m| {
+                        m.insert("function".into(), "cloud".into());
+                        m.insert("rule".into(), blocked.rule.clone().into());
+                        m.insert("field".into(), blocked.field.clone().into());
+                    },
+                ));
+            }
+        }
+    }
+
+    let req = ModelRequest {
+        system: parts.system.clone(),
+        prompt: prompt_text(&parts),
+        schema: schema.as_ref().map(|s| RequestSchema {
+            name: s.name.clone(),
+            json: s.json.clone(),
+            not_strict: s.strict.clone().err(),
+        }),
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+    };
+    let dry_run = backend.name() == "dry-run";
+    let started = Instant::now();
+    let outcome = doc.services.runtime.block_on(backend.complete(&req));
+    let outcome = outcome.and_then(|resp| decode(resp, schema.as_deref(), dry_run));
+    let ms = started.elapsed().as_millis() as u64;
+
+    let pricing = &doc.services.pricing;
+    let mut record = CallRecord::new(
+        role.fn_name(),
+        backend.name(),
+        backend.model(),
+        schema.as_deref(),
+    );
+    record.ms = ms;
+    record.dry_run = dry_run;
+    record.redactions = redactions.clone();
+    match &outcome {
+        Ok((resp, _)) => {
+            record.ok = true;
+            record.model = resp.model.clone();
+            record.usage = resp.usage;
+            record.retries = resp.retries;
+            record.request_id = resp.request_id.clone();
+        }
+        Err(err) => {
+            record.error = Some(err.kind.as_str().to_owned());
+            record.usage = err.usage.unwrap_or_default();
+            record.retries = err.retries;
+            record.request_id = err.request_id.clone();
+        }
+    }
+    record.cost_usd = match role {
+        Role::Cloud => pricing.cloud_cost(&record.model, &record.usage),
+        Role::Local => pricing
+            .local
+            .has_rate()
+            .then(|| pricing.local.call_cost(ms)),
+    };
+
+    if role == Role::Cloud {
+        let payload = payload_json(&parts, schema.as_deref());
+        let outcome_kind = match (&outcome, dry_run) {
+            (_, true) => Outcome::DryRun,
+            (Ok(_), false) => Outcome::Sent,
+            (Err(_), false) => Outcome::Failed,
+        };
+        doc.audit(&record.model, outcome_kind, &payload, |e| {
+            e.prompt_tokens = record.usage.prompt_tokens;
+            e.completion_tokens = record.usage.completion_tokens;
+            e.estimated = dry_run;
+            e.cost_usd = record.cost_usd;
+            e.redactions = redactions;
+            e.request_id = record.request_id.clone();
+            e.error = record.error.clone();
+        });
+    }
+    doc.push_call(record);
+
+    match outcome {
+        Ok((_, value)) => Ok(value),
+        Err(err) => Err(model_error(role, backend.model(), err, pos)),
+    }
+}
+
+fn read_args(
+    role: Role,
+    first: Dynamic,
+    schema: Option<Dynamic>,
+    pos: Position,
+) -> RhaiResult<Args> {
     let usage_error = |message: String| {
         host_error(
             "usage",
@@ -61,138 +200,152 @@ pub fn call(
             },
         )
     };
-
-    let mut req = ModelRequest {
-        system: None,
-        prompt: String::new(),
-        schema: None,
+    let mut args = Args {
+        parts: Parts::default(),
+        schema,
         max_tokens: None,
         temperature: None,
     };
-    let mut schema_arg = schema;
     if first.is_string() {
-        req.prompt = first.into_string().unwrap_or_default();
-    } else if first.is_map() {
-        if schema_arg.is_some() {
-            return Err(usage_error(
-                "give the schema inside the options map, not as a second argument".into(),
-            ));
-        }
-        let options = first.cast::<Map>();
-        if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(usage_error(format!(
-                "unknown option `{unknown}`; the options are {}",
-                OPTIONS.join(", ")
-            )));
-        }
-        let text = |key: &str| -> RhaiResult<Option<String>> {
-            match options.get(key) {
-                None => Ok(None),
-                Some(v) if v.is_unit() => Ok(None),
-                Some(v) if v.is_string() => Ok(Some(v.to_string())),
-                Some(v) => Err(usage_error(format!(
-                    "`{key}` must be a string, not {}",
-                    v.type_name()
-                ))),
-            }
-        };
-        let prompt = text("prompt")?;
-        req.system = text("system")?;
-        let input = match options.get("input") {
-            Some(v) if !v.is_unit() => Some(
-                rhai::serde::from_dynamic::<Value>(v)
-                    .map_err(|e| usage_error(format!("`input` cannot be sent as JSON: {e}")))?,
-            ),
-            _ => None,
-        };
-        req.prompt = match (prompt, input) {
-            (Some(p), Some(i)) => format!("{p}\n\n{}", pretty(&i)),
-            (Some(p), None) => p,
-            (None, Some(i)) => pretty(&i),
-            (None, None) => return Err(usage_error("give a `prompt` or an `input`".into())),
-        };
-        if let Some(v) = options.get("max_tokens").filter(|v| !v.is_unit()) {
-            let n = v
-                .as_int()
-                .map_err(|_| usage_error("`max_tokens` must be an integer".into()))?;
-            if n <= 0 {
-                return Err(usage_error("`max_tokens` must be positive".into()));
-            }
-            req.max_tokens = Some(n as u32);
-        }
-        if let Some(v) = options.get("temperature").filter(|v| !v.is_unit()) {
-            let t = v
-                .as_float()
-                .or_else(|_| v.as_int().map(|i| i as f64))
-                .map_err(|_| usage_error("`temperature` must be a number".into()))?;
-            req.temperature = Some(t);
-        }
-        schema_arg = options.get("schema").filter(|v| !v.is_unit()).cloned();
-    } else {
+        args.parts.prompt = Some(first.into_string().unwrap_or_default());
+        return Ok(args);
+    }
+    if !first.is_map() {
         return Err(usage_error(format!(
             "expected a prompt string or an options map, not {}",
             first.type_name()
         )));
     }
-
-    let schema = match schema_arg {
-        Some(s) => Some(doc.schema(s, pos)?),
+    if args.schema.is_some() {
+        return Err(usage_error(
+            "give the schema inside the options map, not as a second argument".into(),
+        ));
+    }
+    let options = first.cast::<Map>();
+    if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+        return Err(usage_error(format!(
+            "unknown option `{unknown}`; the options are {}",
+            OPTIONS.join(", ")
+        )));
+    }
+    let get = |key: &str| options.get(key).filter(|v| !v.is_unit());
+    let text = |key: &str| -> RhaiResult<Option<String>> {
+        match get(key) {
+            None => Ok(None),
+            Some(v) if v.is_string() => Ok(Some(v.to_string())),
+            Some(v) => Err(usage_error(format!(
+                "`{key}` must be a string, not {}",
+                v.type_name()
+            ))),
+        }
+    };
+    args.parts.prompt = text("prompt")?;
+    args.parts.system = text("system")?;
+    args.parts.input = match get("input") {
+        Some(v) => Some(
+            rhai::serde::from_dynamic::<Value>(v)
+                .map_err(|e| usage_error(format!("`input` cannot be sent as JSON: {e}")))?,
+        ),
         None => None,
     };
-    req.schema = schema.as_ref().map(|s| RequestSchema {
-        name: s.name.clone(),
-        json: s.json.clone(),
-        not_strict: s.strict.clone().err(),
+    if args.parts.prompt.is_none() && args.parts.input.is_none() {
+        return Err(usage_error("give a `prompt` or an `input`".into()));
+    }
+    if let Some(v) = get("max_tokens") {
+        let n = v
+            .as_int()
+            .map_err(|_| usage_error("`max_tokens` must be an integer".into()))?;
+        if n <= 0 || n > u32::MAX as i64 {
+            return Err(usage_error(
+                "`max_tokens` must be a positive integer".into(),
+            ));
+        }
+        args.max_tokens = Some(n as u32);
+    }
+    if let Some(v) = get("temperature") {
+        let t = v
+            .as_float()
+            .or_else(|_| v.as_int().map(|i| i as f64))
+            .map_err(|_| usage_error("`temperature` must be a number".into()))?;
+        args.temperature = Some(t);
+    }
+    args.schema = get("schema").cloned();
+    Ok(args)
+}
+
+/// The user message: the prompt, then the input as JSON.
+fn prompt_text(parts: &Parts) -> String {
+    let input = parts.input.as_ref().map(|i| match i {
+        Value::String(s) => s.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
     });
+    match (&parts.prompt, input) {
+        (Some(p), Some(i)) => format!("{p}\n\n{i}"),
+        (Some(p), None) => p.clone(),
+        (None, Some(i)) => i,
+        (None, None) => String::new(),
+    }
+}
 
-    let backend = doc.services.backend(role).clone();
-    let started = Instant::now();
-    let outcome = doc.services.runtime.block_on(backend.complete(&req));
-    let outcome = outcome.and_then(|resp| decode(resp, schema.as_deref()));
-    let ms = started.elapsed().as_millis() as u64;
+/// What the audit log keeps of a payload: the messages as they leave, and the schema's name.
+fn payload_json(parts: &Parts, schema: Option<&Schema>) -> Value {
+    let mut messages = Vec::new();
+    if let Some(system) = &parts.system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.push(json!({"role": "user", "content": prompt_text(parts)}));
+    json!({"messages": messages, "schema": schema.map(|s| s.name.clone())})
+}
 
-    let record = match &outcome {
-        Ok((resp, _)) => CallRecord {
-            function: role.fn_name(),
-            backend: backend.name().to_owned(),
-            model: resp.model.clone(),
-            schema: schema.as_ref().map(|s| s.name.clone()),
-            ok: true,
+impl DocContext {
+    fn push_call(&self, record: CallRecord) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+
+    fn audit(
+        &self,
+        model: &str,
+        outcome: Outcome,
+        payload: &Value,
+        fill: impl FnOnce(&mut audit::Entry),
+    ) {
+        let Some(log) = &self.services.audit else {
+            return;
+        };
+        let text = payload.to_string();
+        let mut entry = audit::Entry {
+            time: audit::now(),
+            document: self.doc_id.clone(),
+            version: self.version.clone(),
+            model: model.to_owned(),
+            endpoint: self.services.cloud_endpoint.clone(),
+            outcome,
+            rule: None,
+            payload: Some(payload.clone()),
+            payload_sha256: hash_hex(text.as_bytes()),
+            bytes: text.len(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            estimated: false,
+            cost_usd: None,
+            redactions: Vec::<Redaction>::new(),
+            request_id: None,
             error: None,
-            usage: resp.usage,
-            ms,
-            retries: resp.retries,
-            request_id: resp.request_id.clone(),
-        },
-        Err(err) => CallRecord {
-            function: role.fn_name(),
-            backend: backend.name().to_owned(),
-            model: backend.model().to_owned(),
-            schema: schema.as_ref().map(|s| s.name.clone()),
-            ok: false,
-            error: Some(err.kind.as_str().to_owned()),
-            usage: err.usage.unwrap_or_default(),
-            ms,
-            retries: err.retries,
-            request_id: err.request_id.clone(),
-        },
-    };
-    doc.calls
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(record);
-
-    match outcome {
-        Ok((_, value)) => Ok(value),
-        Err(err) => Err(model_error(role, backend.model(), err, pos)),
+        };
+        fill(&mut entry);
+        log.write(entry);
     }
 }
 
 /// Turns a back end's answer into a script value: the text, or — with a schema — the parsed
-/// and validated JSON.
+/// and validated JSON. A dry-run placeholder is not validated: it is marked, not real.
 fn decode(
     resp: ModelResponse,
     schema: Option<&Schema>,
+    dry_run: bool,
 ) -> Result<(ModelResponse, Dynamic), ModelError> {
     let Some(schema) = schema else {
         let text = resp.text.clone();
@@ -218,7 +371,11 @@ fn decode(
             ))
         }
     };
-    let violations = schema.validate(&value);
+    let violations = if dry_run {
+        Vec::new()
+    } else {
+        schema.validate(&value)
+    };
     if !violations.is_empty() {
         let listed: Vec<String> = violations
             .iter()
@@ -231,16 +388,14 @@ fn decode(
                 )
             })
             .collect();
-        let mut err = fail(
+        return Err(fail(
             &resp,
             format!(
                 "the answer does not match schema `{}`: {}",
                 schema.name,
                 listed.join("; ")
             ),
-        );
-        err.partial = Some(resp.text.clone());
-        return Err(err);
+        ));
     }
     let dynamic = rhai::serde::to_dynamic(&value).map_err(|e| {
         fail(
@@ -261,13 +416,6 @@ fn strip_fences(text: &str) -> &str {
     rest.strip_suffix("```").unwrap_or(rest).trim()
 }
 
-fn pretty(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
-    }
-}
-
 fn model_error(role: Role, model: &str, err: ModelError, pos: Position) -> Box<EvalAltResult> {
     let message = format!(
         "{}() failed ({}): {}",
@@ -286,6 +434,31 @@ fn model_error(role: Role, model: &str, err: ModelError, pos: Position) -> Box<E
             m.insert("request_id".into(), id.into());
         }
     })
+}
+
+impl CallRecord {
+    fn new(
+        function: &'static str,
+        backend: &str,
+        model: &str,
+        schema: Option<&Schema>,
+    ) -> CallRecord {
+        CallRecord {
+            function,
+            backend: backend.to_owned(),
+            model: model.to_owned(),
+            schema: schema.map(|s| s.name.clone()),
+            ok: false,
+            error: None,
+            usage: Usage::default(),
+            cost_usd: None,
+            ms: 0,
+            retries: 0,
+            request_id: None,
+            dry_run: false,
+            redactions: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

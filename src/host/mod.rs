@@ -32,6 +32,13 @@ pub struct Services {
     pub local: Arc<dyn Backend>,
     pub cloud: Arc<dyn Backend>,
     pub runtime: Handle,
+    /// Checks every cloud payload before it leaves.
+    pub guard: crate::guard::Guard,
+    /// Where cloud payloads are recorded (none in `hybrid check`-like uses).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+    pub pricing: crate::cost::Pricing,
+    /// The cloud endpoint's host, for the audit log.
+    pub cloud_endpoint: String,
 }
 
 impl Services {
@@ -45,6 +52,11 @@ impl Services {
 
 /// What a host function knows about the document it is working for.
 pub(crate) struct DocContext {
+    pub doc_id: String,
+    /// The document's text: what the egress guard compares cloud payloads against.
+    pub source_text: String,
+    /// The rules version the document runs under.
+    pub version: String,
     pub services: Arc<Services>,
     pub schemas: Arc<SchemaRegistry>,
     pub calls: Mutex<Vec<CallRecord>>,
@@ -131,6 +143,9 @@ pub fn new_engine(limits: &Limits) -> Engine {
 pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Document) -> Record {
     let started = Instant::now();
     let ctx = Arc::new(DocContext {
+        doc_id: doc.id.clone(),
+        source_text: doc.text.clone(),
+        version: bundle.version.clone(),
         services: services.clone(),
         schemas: bundle.schemas.clone(),
         calls: Mutex::new(Vec::new()),

@@ -67,6 +67,11 @@ impl MistralBackend {
         }
     }
 
+    /// Loads the model now instead of at the first call (benchmarks, warm start).
+    pub async fn load(&self) -> Result<(), ModelError> {
+        self.model_handle().await.map(|_| ())
+    }
+
     /// True once the model has loaded successfully.
     pub fn is_loaded(&self) -> bool {
         matches!(self.loaded.get(), Some(Ok(_)))

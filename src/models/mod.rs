@@ -4,6 +4,7 @@
 //! to whichever [`Backend`] serves that role, and gets a [`ModelResponse`] or a [`ModelError`]
 //! whose [`ErrorKind`] a script can branch on. One file per back end.
 
+pub mod dry_run;
 pub mod mistral;
 pub mod openai;
 pub mod tiny;
@@ -153,10 +154,11 @@ pub trait Backend: Send + Sync {
 
 /// The back end that serves `cloud()`.
 pub fn cloud_backend(config: &crate::config::Config) -> Result<Arc<dyn Backend>, ModelError> {
-    Ok(Arc::new(openai::OpenAiBackend::new(
-        "openai",
-        config.cloud.clone(),
-    )?))
+    use crate::config::CloudMode;
+    Ok(match config.cloud_mode {
+        CloudMode::Live => Arc::new(openai::OpenAiBackend::new("openai", config.cloud.clone())?),
+        CloudMode::DryRun => Arc::new(dry_run::DryRunBackend::new(config.cloud.model.clone())),
+    })
 }
 
 /// The back end that serves `local()`: Gemma 4 in-process, or the operator's own

@@ -114,17 +114,19 @@ impl OpenAiBackend {
             Ok(r) => r,
             Err(e) => {
                 let (kind, what) = if e.is_timeout() {
-                    (ErrorKind::Timeout, "timed out")
+                    (
+                        ErrorKind::Timeout,
+                        format!("timed out after {:?}", self.cfg.timeout),
+                    )
                 } else {
-                    (ErrorKind::Connection, "connection failed")
+                    (ErrorKind::Connection, "could not be reached".to_owned())
                 };
                 return Attempt::failed(
                     ModelError::new(
                         kind,
                         format!(
-                            "{} {what} after {:?}: {}",
+                            "{} {what}: {}",
                             self.endpoint(),
-                            self.cfg.timeout,
                             self.scrub(error_chain(&e))
                         ),
                     ),

@@ -8,7 +8,7 @@ use crate::openai_stub::StubServer;
 use crate::support::Project;
 
 /// A project holding copies of the repository's scripts, schemas and samples.
-fn shipped() -> Project {
+pub fn shipped() -> Project {
     let p = Project::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for dir in ["scripts", "schemas", "samples", "stdlib"] {
@@ -52,6 +52,8 @@ fn contract_triage_runs_offline_as_the_readme_says() {
             "samples/contracts",
             "--local-model",
             "tiny",
+            "--cloud",
+            "dry-run",
         ])
         .output()
         .expect_code(0);
@@ -62,13 +64,40 @@ fn contract_triage_runs_offline_as_the_readme_says() {
             .unwrap()
             .count()
     );
+    let mut escalated = 0;
     for r in &records {
+        assert_eq!(r["calls"][0]["backend"], "mistralrs");
+        match r["result"]["decision"].as_str().unwrap() {
+            "cloud" => {
+                escalated += 1;
+                assert_eq!(r["calls"][1]["dry_run"], true, "{r}");
+                assert!(r["calls"][1]["cost_usd"].as_f64().unwrap() > 0.0);
+            }
+            "local" | "human_review" => {}
+            other => panic!("unexpected decision {other}: {r}"),
+        }
+    }
+    let audit = std::fs::read_to_string(p.path("hybrid-audit.jsonl")).unwrap_or_default();
+    assert_eq!(audit.lines().count(), escalated);
+    assert!(audit.lines().all(|l| l.contains("\"outcome\":\"dry_run\"")));
+
+    // Without a key and without dry-run, escalations go to human review.
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "samples/contracts",
+            "--local-model",
+            "tiny",
+        ])
+        .output()
+        .expect_code(0);
+    for r in &done.records() {
         let decision = r["result"]["decision"].as_str().unwrap();
         assert!(
             ["local", "human_review"].contains(&decision),
             "no cloud without a key: {r}"
         );
-        assert_eq!(r["calls"][0]["backend"], "mistralrs");
     }
 }
 

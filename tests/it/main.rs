@@ -6,4 +6,5 @@ mod examples;
 mod local;
 mod openai_stub;
 mod script;
+mod sovereignty;
 mod support;

@@ -92,6 +92,16 @@ impl Reply {
         )
     }
 
+    /// Answer as `model` (real servers name the model that answered).
+    pub fn model(mut self, model: &str) -> Reply {
+        self.body = self.body.replacen(
+            "\"model\":\"stub-model\"",
+            &format!("\"model\":{}", json!(model)),
+            1,
+        );
+        self
+    }
+
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.into(), v.into()));
         self
@@ -120,7 +130,9 @@ impl StubServer {
                 Some(schema) => instance_of(schema).to_string(),
                 None => "stub answer".to_owned(),
             };
-            Reply::content(&content).delayed(latency)
+            Reply::content(&content)
+                .model(seen.body["model"].as_str().unwrap_or("stub-model"))
+                .delayed(latency)
         })
     }
 
