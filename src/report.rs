@@ -141,7 +141,7 @@ pub fn build(
                 versions.insert(v.to_owned());
             }
             let calls = record["calls"].as_array().cloned().unwrap_or_default();
-            let (mut used_local, mut used_cloud) = (false, false);
+            let mut used_cloud = false;
             for call in &calls {
                 let function = call["function"].as_str().unwrap_or("?").to_owned();
                 let model = call["model"].as_str().unwrap_or("?").to_owned();
@@ -166,7 +166,6 @@ pub fn build(
                     g.estimated += 1;
                 }
                 if function == "local" {
-                    used_local = true;
                     r.local_usd += cost;
                     local_usage.prompt_tokens += n("prompt_tokens");
                     local_usage.completion_tokens += n("completion_tokens");
