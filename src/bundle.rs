@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Limits;
 use crate::host;
-use crate::schemas::{schemas_dir_for, SchemaError, SchemaRegistry};
+use crate::schemas::{hash_hex, schemas_dir_for, SchemaError, SchemaRegistry};
 
 /// Modules every script can import as `hybrid/NAME`, compiled into the binary. A file
 /// `stdlib/NAME.rhai` beside the script (or its folder) overrides the embedded copy.
@@ -51,8 +51,9 @@ pub struct Bundle {
     pub version: String,
     /// The script as named on the command line (used in error positions).
     pub script_name: String,
-    /// Every file this bundle was built from, for the watcher.
-    pub files: Vec<PathBuf>,
+    /// Every file this bundle was built from, with its content hash (for the watcher and
+    /// for saying what changed between versions).
+    pub files: BTreeMap<PathBuf, String>,
 }
 
 impl Bundle {
@@ -96,19 +97,23 @@ impl Bundle {
             check_schema_names(name, &module.ast, &schemas)?;
         }
 
+        // Every file and its content hash; the version hashes them all together.
+        let mut files = BTreeMap::new();
+        files.insert(script.to_owned(), hash_hex(text.as_bytes()));
         let mut hasher = Sha256::new();
-        let mut files = vec![script.to_owned()];
         hasher.update(script_name.as_bytes());
         hasher.update(text.as_bytes());
         for (name, module) in &loaded {
             hasher.update(name.as_bytes());
             hasher.update(module.text.as_bytes());
-            files.extend(module.path.clone());
+            if let Some(path) = &module.path {
+                files.insert(path.clone(), hash_hex(module.text.as_bytes()));
+            }
         }
         for (path, hash) in &schemas.files {
             hasher.update(path.to_string_lossy().as_bytes());
             hasher.update(hash.as_bytes());
-            files.push(path.clone());
+            files.insert(path.clone(), hash.clone());
         }
         let digest = hasher.finalize();
         let version = format!(

@@ -90,6 +90,17 @@ struct RunArgs {
     /// No progress line on stderr.
     #[arg(long)]
     no_progress: bool,
+    /// Keep running: reload the rules (script, imports, schemas) when they change, and treat
+    /// directory INPUTs as inboxes, processing each new file once it is complete. Needs --out
+    /// when watching an inbox. Ctrl-C finishes the documents in flight and exits.
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: move each processed inbox file into `done/` or `failed/` inside its inbox.
+    #[arg(long, requires = "watch")]
+    move_done: bool,
+    /// With --watch: how long an inbox file must stay unchanged before it is read.
+    #[arg(long, value_name = "MS", default_value_t = 500, requires = "watch")]
+    settle_ms: u64,
     /// `dry-run`: send nothing to the cloud; the egress guard and the audit log still run,
     /// token counts and costs are estimated, and cloud() answers with marked placeholders.
     #[arg(long, value_enum, value_name = "MODE", default_value = "live")]
@@ -229,13 +240,36 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(&args.script, Some(&args))?;
     let guard = crate::guard::Guard::new(&config.guard)?;
-    let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
-    let sources = documents::sources(&args.inputs)?;
+    let spec = crate::watch::BuildSpec {
+        script: args.script.clone(),
+        schemas: config.schemas.clone(),
+        limits: config.limits.clone(),
+    };
+    let bundle = spec.build()?;
+
+    // With --watch, directories are inboxes; everything else is read once, up front.
+    let (inbox_dirs, batch): (Vec<PathBuf>, Vec<PathBuf>) = if args.watch {
+        args.inputs.iter().cloned().partition(|p| p.is_dir())
+    } else {
+        (Vec::new(), args.inputs.clone())
+    };
+    let sources = documents::sources(&batch)?;
+    if !inbox_dirs.is_empty() && args.out.is_none() {
+        anyhow::bail!("watching an inbox needs --out FILE\nhint: results are appended to FILE, and FILE.state.jsonl beside it remembers which files are done, so a restart neither loses nor repeats work");
+    }
     let mut out: Box<dyn std::io::Write + Send> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create `{}`", path.display()))?,
-        )),
+        Some(path) => {
+            let mut open = std::fs::OpenOptions::new();
+            // A watching host appends: a restart adds to the results, it does not replace them.
+            if args.watch {
+                open.create(true).append(true);
+            } else {
+                open.create(true).write(true).truncate(true);
+            }
+            Box::new(std::io::BufWriter::new(open.open(path).with_context(
+                || format!("cannot open `{}` for writing", path.display()),
+            )?))
+        }
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -264,10 +298,58 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         jobs: config.jobs,
         max_bytes: args.max_doc_bytes,
-        progress: !args.no_progress,
+        progress: !args.no_progress && !args.watch,
     };
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
-    let summary = runtime.block_on(runner::run(bundle, services, sources, &options, &mut *out))?;
+    let _rules_watcher = if args.watch {
+        Some(crate::watch::spawn(spec, bundle.clone()).context("cannot watch the rules files")?)
+    } else {
+        None
+    };
+
+    let summary = runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(options.jobs * 2);
+        // Batch inputs first, then (when watching) the inboxes, through one channel.
+        let mut batch = runner::read_sources(sources, options.max_bytes, options.jobs * 2);
+        let inboxes = match (&args.out, inbox_dirs.is_empty()) {
+            (Some(out), false) => {
+                let state = crate::inbox::StateFile::open(&crate::inbox::state_path_for(out))?;
+                let after = if args.move_done { crate::inbox::AfterDone::Move } else { crate::inbox::AfterDone::Leave };
+                let settle = std::time::Duration::from_millis(args.settle_ms);
+                Some(crate::inbox::Inboxes::new(inbox_dirs.clone(), state, after, settle, options.max_bytes))
+            }
+            _ => None,
+        };
+        {
+            let tx = tx.clone();
+            let inboxes = inboxes.clone();
+            tokio::spawn(async move {
+                while let Some(job) = batch.recv().await {
+                    if tx.send(job).await.is_err() {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                }
+                if let Some(inboxes) = inboxes {
+                    tracing::info!(inboxes = ?inbox_dirs, state = %inboxes.state_path().display(), "watching for new documents; Ctrl-C to stop");
+                    inboxes.spawn(tx)?;
+                }
+                Ok(())
+            });
+        }
+        drop(tx);
+        let mut on_done = |job: &runner::Job, record: &crate::record::Record| {
+            if let Some(inboxes) = &inboxes {
+                inboxes.finished(job, record);
+            }
+        };
+        let summary = runner::run(bundle, services, rx, &options, &mut *out, &mut on_done, stop_rx).await?;
+        anyhow::Ok(summary)
+    })?;
     drop(out);
     if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("hybrid: {summary}");
@@ -277,6 +359,29 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// `results.jsonl` → `results.audit.jsonl`; no `--out` → `./hybrid-audit.jsonl`.

@@ -1,7 +1,7 @@
 //! Documents in: turns the INPUT arguments of `hybrid run` into a stream of documents.
 //!
-//! An input is a file, a directory (its files), a `.jsonl` file (one document a line) or `-`
-//! (JSONL on stdin). Anything that cannot become a document becomes a [`Failed`] input with a
+//! An input is a file (text, Markdown, JSON, PDF, e-mail), a directory (its files), a `.jsonl`
+//! file (one document a line) or `-` (JSONL on stdin). Anything that cannot become a document becomes a [`Failed`] input with a
 //! reason, so the run records it and goes on: nothing is silently dropped.
 
 use std::io::{BufRead, BufReader, Read};
@@ -172,14 +172,23 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Input {
     if bytes.is_empty() {
         return Err(failed_path(path, "file is empty".into()));
     }
-    let text = decode_text(&bytes).map_err(|reason| failed_path(path, reason))?;
+    let kind = extension(path);
+    let (text, meta) = match kind.as_str() {
+        "pdf" => (crate::extract::pdf_text(&bytes), Map::new()),
+        "eml" => match crate::extract::email(&bytes) {
+            Ok((text, meta)) => (Ok(text), meta),
+            Err(e) => (Err(e), Map::new()),
+        },
+        _ => (decode_text(&bytes), Map::new()),
+    };
+    let text = text.map_err(|reason| failed_path(path, reason))?;
     Ok(Document {
         id: shown.clone(),
         path: Some(shown),
         name,
         text,
-        kind: extension(path),
-        meta: Map::new(),
+        kind,
+        meta,
     })
 }
 

@@ -10,11 +10,13 @@
 //! | parse the command line, map outcomes to exit codes | [`cli`]                   |
 //! | read `hybrid.toml`, the environment and flags      | [`config`]                |
 //! | turn files, directories and JSONL into documents   | [`documents`]             |
+//! | read PDFs and e-mails (with attachments)           | [`extract`]               |
 //! | compile a script + imports + schemas as one version | [`bundle`]               |
 //! | the Rhai engine and `local` / `cloud` / `validate` | [`host`]                  |
 //! | find, compile and check JSON Schemas               | [`schemas`]               |
 //! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
 //! | run many documents and write result records        | [`runner`], [`record`]    |
+//! | reload the rules live; watch inboxes               | [`watch`], [`inbox`]      |
 //! | check what leaves for the cloud (egress guard)     | [`guard`]                 |
 //! | log every cloud payload for auditors               | [`audit`]                 |
 //! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
@@ -25,10 +27,13 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod documents;
+pub mod extract;
 pub mod guard;
 pub mod host;
+pub mod inbox;
 pub mod models;
 pub mod record;
 pub mod report;
 pub mod runner;
 pub mod schemas;
+pub mod watch;

@@ -128,3 +128,138 @@ impl Done {
             .unwrap_or_else(|| panic!("no record `{id}` in:\n{}", self.stdout()))
     }
 }
+
+/// A `hybrid` process left running (for `--watch`), with its stdout and stderr in files.
+pub struct Running {
+    pub child: std::process::Child,
+    pub stderr: PathBuf,
+}
+
+impl Project {
+    /// Starts `hybrid ARGS...` in the background.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let stderr = self.path(&format!(
+            "stderr-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let run = self.hybrid(args);
+        let mut cmd = run.cmd;
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        Running {
+            child: cmd.spawn().unwrap(),
+            stderr,
+        }
+    }
+}
+
+impl Running {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends a signal (`INT`, `TERM`) and waits for the exit code.
+    pub fn stop(mut self, signal: &str) -> i32 {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hybrid did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls until `check` returns `Some`, or panics after `secs` with `what`.
+pub fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The records in a JSONL results file (a torn last line is ignored).
+pub fn read_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A small, valid one-page PDF whose text is `lines` (Latin-1 text, WinAnsi encoding).
+/// With `encrypted`, the trailer claims an encryption dictionary, as a locked PDF's does.
+pub fn make_pdf(lines: &[&str], encrypted: bool) -> Vec<u8> {
+    let mut content = String::from("BT /F1 11 Tf 72 740 Td 14 TL\n");
+    for line in lines {
+        let escaped: String = line
+            .chars()
+            .map(|c| match c {
+                '(' | ')' | '\\' => format!("\\{c}"),
+                c if (c as u32) < 128 => c.to_string(),
+                c => format!("\\{:03o}", c as u32 & 0xff),
+            })
+            .collect();
+        content.push_str(&format!("({escaped}) Tj T*\n"));
+    }
+    content.push_str("ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+        "<< /Filter /Standard /V 2 /R 3 /Length 128 /P -4 /O <00> /U <00> >>".to_string(),
+    ];
+    let count = if encrypted { 6 } else { 5 };
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().take(count).enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", count + 1).as_bytes());
+    for off in offsets {
+        pdf.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    let encrypt = if encrypted {
+        " /Encrypt 6 0 R /ID [<01> <01>]"
+    } else {
+        ""
+    };
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R{encrypt} >>\nstartxref\n{xref}\n%%EOF\n",
+            count + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}

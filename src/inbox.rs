@@ -1,0 +1,427 @@
+//! Watched inboxes: documents are processed as they arrive, each file exactly once, and only
+//! once it is complete.
+//!
+//! A file is ready when its size and modification time have stayed the same for a settle
+//! period, so a file still being written or copied in is never read half-way; a file renamed
+//! into place is seen like any other. A state file beside the output records what was done
+//! (and under which rules version), so a restart neither loses nor repeats work. File-system
+//! events trigger checks; a periodic rescan catches anything the events missed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::documents;
+use crate::record::Record;
+use crate::runner::Job;
+
+/// How long a file must stay unchanged before it is read.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(500);
+/// A file seen being written is read when its writer closes it; if no close is ever seen
+/// (some file systems do not report it), after it has been unchanged this long.
+const WRITER_GRACE: Duration = Duration::from_secs(10);
+/// How often the inboxes are rescanned even without events.
+const RESCAN: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    #[error("cannot use the state file `{path}`: {source}")]
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot watch inbox `{path}`: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// A file's identity for "done already?": the same path with the same size and mtime.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Stamp {
+    size: u64,
+    mtime_ns: u128,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    Some(Stamp {
+        size: meta.len(),
+        mtime_ns: mtime.as_nanos(),
+    })
+}
+
+/// One line of the state file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Done {
+    file: PathBuf,
+    size: u64,
+    mtime_ns: u128,
+    version: String,
+    ok: bool,
+    at: String,
+}
+
+/// The record of what was processed, append-only JSONL beside the output.
+pub struct StateFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+    done: Mutex<HashMap<PathBuf, Stamp>>,
+}
+
+impl StateFile {
+    pub fn open(path: &Path) -> Result<StateFile, InboxError> {
+        let err = |source| InboxError::State {
+            path: path.to_owned(),
+            source,
+        };
+        let mut done = HashMap::new();
+        if let Ok(f) = std::fs::File::open(path) {
+            for line in std::io::BufReader::new(f).lines() {
+                let line = line.map_err(err)?;
+                // A torn last line (a crash mid-write) is just not done.
+                if let Ok(d) = serde_json::from_str::<Done>(&line) {
+                    done.insert(
+                        d.file,
+                        Stamp {
+                            size: d.size,
+                            mtime_ns: d.mtime_ns,
+                        },
+                    );
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
+        Ok(StateFile {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+            done: Mutex::new(done),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn is_done(&self, path: &Path, stamp: &Stamp) -> bool {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            == Some(stamp)
+    }
+
+    /// Records that `path` (as it was when read) is done.
+    fn mark(&self, path: &Path, stamp: Stamp, record: &Record) {
+        let line = Done {
+            file: path.to_owned(),
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns,
+            version: record.version.clone(),
+            ok: record.ok,
+            at: crate::audit::now(),
+        };
+        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        text.push('\n');
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(text.as_bytes()).and_then(|_| file.flush()) {
+            tracing::error!(state = %self.path.display(), "cannot record progress: {e}");
+        }
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_owned(), stamp);
+    }
+}
+
+/// What a file-system event says about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Created or written: a writer may still have it open.
+    Writing,
+    /// Closed after writing, or renamed into place: complete.
+    Closed,
+    Other,
+}
+
+/// What to do with a file once processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDone {
+    Leave,
+    /// Move it into `done/` or `failed/` inside its inbox.
+    Move,
+}
+
+/// The inboxes being watched, shared by the scanning thread and the completion hook.
+pub struct Inboxes {
+    /// Each inbox as the operator named it (document ids use this spelling), and its
+    /// canonical path (file-system events use that one).
+    dirs: Vec<(PathBuf, PathBuf)>,
+    state: StateFile,
+    after: AfterDone,
+    settle: Duration,
+    max_bytes: u64,
+    /// Files handed to the runner and not finished yet, with the stamp they were read at.
+    in_flight: Mutex<HashMap<PathBuf, Stamp>>,
+}
+
+impl Inboxes {
+    pub fn new(
+        dirs: Vec<PathBuf>,
+        state: StateFile,
+        after: AfterDone,
+        settle: Duration,
+        max_bytes: u64,
+    ) -> Arc<Inboxes> {
+        let dirs = dirs
+            .into_iter()
+            .map(|d| {
+                let canonical = d.canonicalize().unwrap_or_else(|_| d.clone());
+                (d, canonical)
+            })
+            .collect();
+        Arc::new(Inboxes {
+            dirs,
+            state,
+            after,
+            settle,
+            max_bytes,
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn state_path(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Starts the scanning thread. It sends a job for every complete, not-yet-done file, and
+    /// stops when the receiving side closes.
+    pub fn spawn(self: &Arc<Self>, jobs: mpsc::Sender<Job>) -> Result<(), InboxError> {
+        let (tx, rx) = std::sync::mpsc::channel::<(PathBuf, Seen)>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+                let Ok(event) = event else { return };
+                let seen = match event.kind {
+                    EventKind::Create(_)
+                    | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Seen::Writing,
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Seen::Closed,
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+                        Seen::Closed
+                    }
+                    EventKind::Access(_) => return,
+                    _ => Seen::Other,
+                };
+                // A rename carries [from, to]: only the destination arrived complete.
+                let paths = if seen == Seen::Closed && event.paths.len() == 2 {
+                    vec![event.paths[1].clone()]
+                } else {
+                    event.paths
+                };
+                for path in paths {
+                    let _ = tx.send((path, seen));
+                }
+            })
+            .map_err(|source| InboxError::Watch {
+                path: self.dirs[0].0.clone(),
+                source,
+            })?;
+        for (dir, canonical) in &self.dirs {
+            watcher
+                .watch(canonical, RecursiveMode::NonRecursive)
+                .map_err(|source| InboxError::Watch {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        let inboxes = self.clone();
+        std::thread::Builder::new()
+            .name("inbox".into())
+            .spawn(move || {
+                let _watcher = watcher;
+                inboxes.scan_loop(rx, jobs);
+            })
+            .map_err(|e| InboxError::State {
+                path: self.state.path.clone(),
+                source: e,
+            })?;
+        Ok(())
+    }
+
+    fn scan_loop(
+        &self,
+        events: std::sync::mpsc::Receiver<(PathBuf, Seen)>,
+        jobs: mpsc::Sender<Job>,
+    ) {
+        // Candidate files, with the stamp last seen and since when it has not changed.
+        let mut pending: HashMap<PathBuf, (Stamp, Instant)> = HashMap::new();
+        // Files some writer has open (created or written, not yet closed or renamed in).
+        let mut writing: HashSet<PathBuf> = HashSet::new();
+        let mut last_scan: Option<Instant> = None;
+        loop {
+            if jobs.is_closed() {
+                return;
+            }
+            let mut seen: HashSet<PathBuf> = HashSet::new();
+            while let Ok((path, what)) = events.try_recv() {
+                let Some(path) = self.as_named(&path) else {
+                    continue;
+                };
+                match what {
+                    Seen::Writing => {
+                        writing.insert(path.clone());
+                    }
+                    Seen::Closed => {
+                        writing.remove(&path);
+                    }
+                    Seen::Other => {}
+                }
+                seen.insert(path);
+            }
+            if last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
+                last_scan = Some(Instant::now());
+                for (dir, _) in &self.dirs {
+                    if let Ok(entries) = std::fs::read_dir(dir) {
+                        seen.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+                    }
+                }
+            }
+            for path in seen {
+                if wanted(&path) && !pending.contains_key(&path) {
+                    if let Some(s) = stamp(&path) {
+                        pending.insert(path, (s, Instant::now()));
+                    }
+                }
+            }
+            let mut ready = Vec::new();
+            pending.retain(|path, (last, since)| match stamp(path) {
+                None => false,
+                Some(now) if now != *last => {
+                    *last = now;
+                    *since = Instant::now();
+                    true
+                }
+                Some(now) => {
+                    let quiet = since.elapsed();
+                    if quiet < self.settle || (writing.contains(path) && quiet < WRITER_GRACE) {
+                        return true;
+                    }
+                    writing.remove(path);
+                    ready.push((path.clone(), now));
+                    false
+                }
+            });
+            for (path, stamp) in ready {
+                if self.state.is_done(&path, &stamp) {
+                    continue;
+                }
+                {
+                    let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                    if in_flight.get(&path) == Some(&stamp) {
+                        continue;
+                    }
+                    in_flight.insert(path.clone(), stamp);
+                }
+                tracing::debug!(file = %path.display(), "inbox file ready");
+                let input = documents::read_file(&path, self.max_bytes);
+                if jobs
+                    .blocking_send(Job {
+                        input,
+                        inbox_file: Some(path),
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// An event's path, spelled as the operator named its inbox; `None` for anything not
+    /// directly inside an inbox.
+    fn as_named(&self, path: &Path) -> Option<PathBuf> {
+        let (parent, name) = (path.parent()?, path.file_name()?);
+        self.dirs
+            .iter()
+            .find(|(_, canonical)| canonical == parent)
+            .map(|(dir, _)| dir.join(name))
+    }
+
+    /// The runner's completion hook: record the file as done, and move it if asked.
+    pub fn finished(&self, job: &Job, record: &Record) {
+        let Some(path) = &job.inbox_file else { return };
+        let Some(stamp) = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path)
+        else {
+            return;
+        };
+        self.state.mark(path, stamp, record);
+        if self.after == AfterDone::Move {
+            let sub = if record.ok { "done" } else { "failed" };
+            if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+                let target_dir = dir.join(sub);
+                let moved = std::fs::create_dir_all(&target_dir)
+                    .and_then(|_| std::fs::rename(path, target_dir.join(name)));
+                if let Err(e) = moved {
+                    tracing::warn!(file = %path.display(), "cannot move to {sub}/: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Inbox files worth reading: not hidden, not an editor's or a download's temporary file,
+/// not a folder.
+fn wanted(path: &Path) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    let temporary = name.starts_with('.')
+        || name.ends_with('~')
+        || [
+            ".tmp",
+            ".part",
+            ".partial",
+            ".crdownload",
+            ".swp",
+            ".download",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s));
+    !temporary && path.is_file()
+}
+
+/// `results.jsonl` → `results.state.jsonl`.
+pub fn state_path_for(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".into());
+    out.with_file_name(format!("{stem}.state.jsonl"))
+}
