@@ -3,6 +3,7 @@
 //! 1. Host overhead per document (script + validate + record) with instant model answers
 //!    from a loopback stub, against the same run with no model call at all.
 //! 2. Throughput against a stub cloud that takes 200 ms per answer, at several `--jobs`.
+//! 3. `both(local, cloud)` against the same two calls one after the other (300 ms stubs).
 //!
 //! Each figure is the median of several runs of the real binary. Numbers are printed, never
 //! asserted: this machine is shared and noisy.
@@ -36,12 +37,38 @@ fn process(doc) {
 }
 "#;
 
+const BOTH: &str = r#"
+fn process(doc) {
+    let ask = #{ prompt: doc.text, schema: "verdict" };
+    let pair = both(ask, ask);
+    #{ local: pair.local, cloud: pair.cloud }
+}
+"#;
+
+const ONE_AFTER_THE_OTHER: &str = r#"
+fn process(doc) {
+    let ask = #{ prompt: doc.text, schema: "verdict" };
+    #{ local: local(ask), cloud: cloud(ask) }
+}
+"#;
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
 }
 
 fn run(dir: &std::path::Path, script: &str, url: &str, docs: usize, jobs: usize) -> Duration {
+    run_with(dir, script, url, docs, jobs, &[])
+}
+
+fn run_with(
+    dir: &std::path::Path,
+    script: &str,
+    url: &str,
+    docs: usize,
+    jobs: usize,
+    extra: &[&str],
+) -> Duration {
     let input: String = (0..docs)
         .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"document number {i}\"}}\n"))
         .collect();
@@ -58,6 +85,7 @@ fn run(dir: &std::path::Path, script: &str, url: &str, docs: usize, jobs: usize)
             "--jobs",
             &jobs.to_string(),
         ])
+        .args(extra)
         .current_dir(dir)
         .env_remove("OPENAI_API_KEY")
         .stdin(Stdio::piped())
@@ -85,6 +113,8 @@ fn main() {
     std::fs::write(dir.path().join("schemas/verdict.json"), SCHEMA).unwrap();
     std::fs::write(dir.path().join("with_cloud.rhai"), WITH_CLOUD).unwrap();
     std::fs::write(dir.path().join("no_model.rhai"), NO_MODEL).unwrap();
+    std::fs::write(dir.path().join("both.rhai"), BOTH).unwrap();
+    std::fs::write(dir.path().join("sequential.rhai"), ONE_AFTER_THE_OTHER).unwrap();
 
     println!("host overhead (median of {runs} runs, 2000 documents, --jobs 8)");
     let instant = StubServer::conforming(Duration::ZERO);
@@ -129,4 +159,28 @@ fn main() {
             rate / base
         );
     }
+
+    println!("\nboth(): local and cloud at once (median of {runs} runs, 10 documents, --jobs 1, 300 ms stubs)");
+    let local = StubServer::conforming(Duration::from_millis(300));
+    let cloud = StubServer::conforming(Duration::from_millis(300));
+    let local_url = local.url();
+    let extra = ["--local-url", local_url.as_str()];
+    let pair = median(
+        (0..runs)
+            .map(|_| run_with(dir.path(), "both.rhai", &cloud.url(), 10, 1, &extra).as_secs_f64())
+            .collect(),
+    );
+    let seq = median(
+        (0..runs)
+            .map(|_| {
+                run_with(dir.path(), "sequential.rhai", &cloud.url(), 10, 1, &extra).as_secs_f64()
+            })
+            .collect(),
+    );
+    println!("  both(local, cloud):      {:>6.0} ms/doc", pair * 100.0);
+    println!(
+        "  local() then cloud():    {:>6.0} ms/doc  (both() takes {:.2}x the sequential time)",
+        seq * 100.0,
+        pair / seq
+    );
 }

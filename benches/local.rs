@@ -48,6 +48,7 @@ fn request(max_tokens: u32, constrained: bool) -> ModelRequest {
         schema: constrained.then(|| RequestSchema { name: "bench".into(), json: Arc::new(schema), not_strict: None }),
         max_tokens: Some(max_tokens),
         temperature: None,
+        thinking: false,
     }
 }
 

@@ -65,33 +65,31 @@ pub struct Entry {
     pub error: Option<String>,
 }
 
-/// An append-only JSONL file shared by every document in flight.
+/// An append-only JSONL file shared by every document in flight. The file is created at the
+/// first cloud call, so runs that send nothing leave nothing behind.
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Option<File>>,
     /// Keep payloads in the log (`full`) or only their hash (`hash`).
     pub keep_payload: bool,
 }
 
 impl AuditLog {
+    /// Checks that the log's folder can be created; the file itself waits for the first entry.
     pub fn open(path: &Path, keep_payload: bool) -> Result<AuditLog, AuditError> {
+        let fail = |source| AuditError {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| AuditError {
-                path: path.to_owned(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(fail)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| AuditError {
-                path: path.to_owned(),
-                source,
-            })?;
+        if path.is_dir() {
+            return Err(fail(std::io::Error::other("it is a folder")));
+        }
         Ok(AuditLog {
             path: path.to_owned(),
-            file: Mutex::new(file),
+            file: Mutex::new(None),
             keep_payload,
         })
     }
@@ -115,7 +113,21 @@ impl AuditLog {
         };
         line.push('\n');
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(line.as_bytes()).and_then(|_| file.flush()) {
+        if file.is_none() {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                Ok(f) => *file = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), "cannot open the audit log: {e}");
+                    return;
+                }
+            }
+        }
+        let f = file.as_mut().expect("opened above");
+        if let Err(e) = f.write_all(line.as_bytes()).and_then(|_| f.flush()) {
             tracing::error!(path = %self.path.display(), "cannot write the audit log: {e}");
         }
     }

@@ -23,7 +23,12 @@ use crate::schemas::{hash_hex, schemas_dir_for, SchemaError, SchemaRegistry};
 
 /// Modules every script can import as `hybrid/NAME`, compiled into the binary. A file
 /// `stdlib/NAME.rhai` beside the script (or its folder) overrides the embedded copy.
-pub const STDLIB: &[(&str, &str)] = &[("text", include_str!("../stdlib/text.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("finetune", include_str!("../stdlib/finetune.rhai")),
+    ("merge", include_str!("../stdlib/merge.rhai")),
+    ("route", include_str!("../stdlib/route.rhai")),
+    ("text", include_str!("../stdlib/text.rhai")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -244,6 +249,9 @@ fn parse_hint(kind: &ParseErrorType) -> String {
         }
         ParseErrorType::FnMissingBody(name) => format!("give `fn {name}` a body in braces"),
         ParseErrorType::BadInput(_) => "check for an unclosed string or a stray character".into(),
+        ParseErrorType::Reserved(word) => {
+            format!("`{word}` is reserved in Rhai; choose another name")
+        }
         _ => "check the syntax at this position (Rhai syntax: https://rhai.rs/book/)".into(),
     }
 }

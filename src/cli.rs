@@ -109,6 +109,10 @@ struct RunArgs {
     /// ./hybrid-audit.jsonl; or `[audit] path`].
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// Where `emit(stream, value)` appends `STREAM.jsonl` [default: the folder of --out, else
+    /// the current one].
+    #[arg(long, value_name = "DIR")]
+    emit_dir: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -219,7 +223,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(&args.script, None)?;
-    crate::guard::Guard::new(&config.guard)?;
+    crate::guard::Guard::new(&config.guard.for_script(&script_name(&args.script)))?;
     let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
     let schemas: Vec<&str> = bundle.schemas.names().collect();
     println!(
@@ -239,7 +243,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(&args.script, Some(&args))?;
-    let guard = crate::guard::Guard::new(&config.guard)?;
+    let guard = crate::guard::Guard::new(&config.guard.for_script(&script_name(&args.script)))?;
     let spec = crate::watch::BuildSpec {
         script: args.script.clone(),
         schemas: config.schemas.clone(),
@@ -259,6 +263,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out: Box<dyn std::io::Write + Send> = match &args.out {
         Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            }
             let mut open = std::fs::OpenOptions::new();
             // A watching host appends: a restart adds to the results, it does not replace them.
             if args.watch {
@@ -294,6 +302,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit: Some(Arc::new(audit)),
         pricing: config.pricing.clone(),
         cloud_endpoint: crate::audit::endpoint_host(&config.cloud.base_url),
+        streams: crate::host::emit::Streams::new(
+            args.emit_dir
+                .clone()
+                .unwrap_or_else(|| output_dir(args.out.as_deref())),
+        ),
     });
     let options = RunOptions {
         jobs: config.jobs,
@@ -382,6 +395,21 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `scripts/intent_parallel.rhai` → `intent_parallel`, as `[guard.scripts.NAME]` names it.
+fn script_name(script: &std::path::Path) -> String {
+    script
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The folder of `--out`, else the current one.
+fn output_dir(out: Option<&std::path::Path>) -> PathBuf {
+    out.and_then(|o| o.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), |p| p.to_owned())
 }
 
 /// `results.jsonl` → `results.audit.jsonl`; no `--out` → `./hybrid-audit.jsonl`.

@@ -76,7 +76,7 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
     }
     let body = message
         .body_text(0)
-        .map(|b| b.into_owned())
+        .map(|b| b.replace("\r\n", "\n"))
         .unwrap_or_default();
     text.push_str(body.trim_end());
 
@@ -99,7 +99,7 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
         {
             Some(
                 std::str::from_utf8(contents)
-                    .map(str::to_owned)
+                    .map(|t| t.replace("\r\n", "\n"))
                     .map_err(|_| "not UTF-8 text".to_string()),
             )
         } else {

@@ -89,6 +89,10 @@ pub struct Report {
     pub divergent_documents: u64,
     pub compared_documents: u64,
     pub divergence_rate: f64,
+    /// Divergent documents per field (`result.divergent_fields`).
+    pub divergence_by_field: BTreeMap<String, u64>,
+    /// Per category (`result.category`): [compared, divergent].
+    pub divergence_by_category: BTreeMap<String, [u64; 2]>,
     pub projection: Projection,
 }
 
@@ -186,8 +190,24 @@ pub fn build(
             // Pipelines that compare the two models say so with a `divergent` flag.
             if let Some(divergent) = record["result"]["divergent"].as_bool() {
                 r.compared_documents += 1;
+                let category = record["result"]["category"].as_str().map(str::to_owned);
+                if let Some(c) = &category {
+                    r.divergence_by_category.entry(c.clone()).or_default()[0] += 1;
+                }
                 if divergent {
                     r.divergent_documents += 1;
+                    if let Some(c) = &category {
+                        r.divergence_by_category.entry(c.clone()).or_default()[1] += 1;
+                    }
+                    for field in record["result"]["divergent_fields"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(f) = field.as_str() {
+                            *r.divergence_by_field.entry(f.to_owned()).or_default() += 1;
+                        }
+                    }
                 }
             }
         }
@@ -353,6 +373,20 @@ pub fn render_text(r: &Report, pricing: &Pricing) -> String {
             r.compared_documents,
             r.divergence_rate * 100.0
         );
+        for (field, n) in &r.divergence_by_field {
+            let _ = writeln!(
+                s,
+                "  by field       {field}: {n} ({:.1}%)",
+                *n as f64 * 100.0 / r.compared_documents as f64
+            );
+        }
+        for (category, [compared, divergent]) in &r.divergence_by_category {
+            let _ = writeln!(
+                s,
+                "  by category    {category}: {divergent} of {compared} ({:.1}%)",
+                *divergent as f64 * 100.0 / *compared as f64
+            );
+        }
     }
     let p = &r.projection;
     let _ = writeln!(

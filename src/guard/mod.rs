@@ -38,6 +38,20 @@ pub struct GuardConfig {
     /// Per-detector actions, by name: `email`, `phone`, `payment_card`, `iban`, `nit_co`,
     /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`.
     pub detectors: BTreeMap<String, Action>,
+    /// `[guard.scripts.NAME]`: a looser or stricter policy for one pipeline, by script file
+    /// name without `.rhai` — kept in the config, where the data owner sees it, not in the
+    /// script.
+    pub scripts: BTreeMap<String, GuardOverride>,
+}
+
+/// The keys of `[guard]` a pipeline may override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardOverride {
+    pub max_shared_words: Option<usize>,
+    pub overlap: Option<Action>,
+    pub structured_only: Option<bool>,
+    pub detectors: BTreeMap<String, Action>,
 }
 
 impl Default for GuardConfig {
@@ -47,7 +61,23 @@ impl Default for GuardConfig {
             overlap: Action::Block,
             structured_only: false,
             detectors: BTreeMap::new(),
+            scripts: BTreeMap::new(),
         }
+    }
+}
+
+impl GuardConfig {
+    /// The policy for one pipeline: the global one with its `[guard.scripts.NAME]` applied.
+    pub fn for_script(&self, name: &str) -> GuardConfig {
+        let mut merged = self.clone();
+        merged.scripts.clear();
+        if let Some(o) = self.scripts.get(name) {
+            merged.max_shared_words = o.max_shared_words.unwrap_or(merged.max_shared_words);
+            merged.overlap = o.overlap.unwrap_or(merged.overlap);
+            merged.structured_only = o.structured_only.unwrap_or(merged.structured_only);
+            merged.detectors.extend(o.detectors.clone());
+        }
+        merged
     }
 }
 

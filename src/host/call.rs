@@ -5,6 +5,7 @@
 //! Every failure comes back to the script as a catchable error with a `kind`; an answer that
 //! should match a schema is parsed and validated here, so scripts never parse free text.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
@@ -14,7 +15,9 @@ use super::error::host_error;
 use super::DocContext;
 use crate::audit::{self, Outcome};
 use crate::guard::{Parts, Redaction};
-use crate::models::{ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema, Usage};
+use crate::models::{
+    Backend, ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema, Usage,
+};
 use crate::record::CallRecord;
 use crate::schemas::{hash_hex, Schema};
 
@@ -41,6 +44,7 @@ const OPTIONS: &[&str] = &[
     "schema",
     "max_tokens",
     "temperature",
+    "thinking",
 ];
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -51,6 +55,18 @@ struct Args {
     schema: Option<Dynamic>,
     max_tokens: Option<u32>,
     temperature: Option<f64>,
+    thinking: bool,
+}
+
+/// A call ready to go: arguments read, schema resolved, payload through the guard.
+pub struct Prepared {
+    role: Role,
+    pos: Position,
+    backend: Arc<dyn Backend>,
+    schema: Option<Arc<Schema>>,
+    parts: Parts,
+    redactions: Vec<Redaction>,
+    request: ModelRequest,
 }
 
 /// `local(prompt)`, `local(options)` and `local(prompt, schema)` (and the same for `cloud`).
@@ -60,8 +76,55 @@ pub fn call(
     first: Dynamic,
     schema: Option<Dynamic>,
 ) -> RhaiResult<Dynamic> {
-    let pos = ctx.call_position();
     let doc = DocContext::of(ctx)?;
+    let prepared = prepare(&doc, role, first, schema, ctx.call_position())?;
+    let outcome = doc.services.runtime.block_on(execute(&prepared));
+    finish(&doc, prepared, outcome)
+}
+
+/// `both(local_options, cloud_options)`: both calls in flight at once; the pair takes about
+/// as long as the slower one. Returns `#{ local, cloud, local_error, cloud_error }` — a side
+/// that failed has `()` as its value and its error map (`kind`, `message`, ...) beside it,
+/// so one failure never loses the other answer.
+pub fn both(ctx: &NativeCallContext, local: Dynamic, cloud: Dynamic) -> RhaiResult<Map> {
+    let doc = DocContext::of(ctx)?;
+    let pos = ctx.call_position();
+    let mut out = Map::new();
+    let local = prepare(&doc, Role::Local, local, None, pos);
+    let cloud = prepare(&doc, Role::Cloud, cloud, None, pos);
+    let (l, c) = doc.services.runtime.block_on(async {
+        tokio::join!(
+            execute_prepared(local.as_ref().ok()),
+            execute_prepared(cloud.as_ref().ok())
+        )
+    });
+    for (name, prepared, outcome) in [("local", local, l), ("cloud", cloud, c)] {
+        let result = prepared.and_then(|p| finish(&doc, p, outcome.expect("prepared calls ran")));
+        match result {
+            Ok(value) => {
+                out.insert(name.into(), value);
+                out.insert(format!("{name}_error").into(), Dynamic::UNIT);
+            }
+            Err(err) => {
+                let error = match *err {
+                    EvalAltResult::ErrorRuntime(value, _) => value,
+                    other => other.to_string().into(),
+                };
+                out.insert(name.into(), Dynamic::UNIT);
+                out.insert(format!("{name}_error").into(), error);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prepare(
+    doc: &DocContext,
+    role: Role,
+    first: Dynamic,
+    schema: Option<Dynamic>,
+    pos: Position,
+) -> RhaiResult<Prepared> {
     let args = read_args(role, first, schema, pos)?;
     let schema = match args.schema {
         Some(s) => Some(doc.schema(s, pos)?),
@@ -78,14 +141,9 @@ pub fn call(
             Err(blocked) => {
                 tracing::warn!(doc = %doc.doc_id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
                 let payload = payload_json(&parts, schema.as_deref());
-                doc.audit(
-                    &backend.model().to_owned(),
-                    Outcome::Blocked,
-                    &payload,
-                    |e| {
-                        e.rule = Some(blocked.rule.clone());
-                    },
-                );
+                doc.audit(backend.model(), Outcome::Blocked, &payload, |e| {
+                    e.rule = Some(blocked.rule.clone());
+                });
                 doc.push_call(CallRecord {
                     error: Some("blocked".into()),
                     ..CallRecord::new(
@@ -108,8 +166,7 @@ pub fn call(
             }
         }
     }
-
-    let req = ModelRequest {
+    let request = ModelRequest {
         system: parts.system.clone(),
         prompt: prompt_text(&parts),
         schema: schema.as_ref().map(|s| RequestSchema {
@@ -119,12 +176,57 @@ pub fn call(
         }),
         max_tokens: args.max_tokens,
         temperature: args.temperature,
+        thinking: args.thinking,
     };
-    let dry_run = backend.name() == "dry-run";
+    Ok(Prepared {
+        role,
+        pos,
+        backend,
+        schema,
+        parts,
+        redactions,
+        request,
+    })
+}
+
+/// What came back, and how long it took.
+pub struct Reply {
+    result: Result<ModelResponse, ModelError>,
+    ms: u64,
+}
+
+async fn execute(p: &Prepared) -> Reply {
     let started = Instant::now();
-    let outcome = doc.services.runtime.block_on(backend.complete(&req));
-    let outcome = outcome.and_then(|resp| decode(resp, schema.as_deref(), dry_run));
-    let ms = started.elapsed().as_millis() as u64;
+    let result = p.backend.complete(&p.request).await;
+    Reply {
+        result,
+        ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+async fn execute_prepared(p: Option<&Prepared>) -> Option<Reply> {
+    match p {
+        Some(p) => Some(execute(p).await),
+        None => None,
+    }
+}
+
+/// Checks the answer, records (and for the cloud, audits) the call, and hands the script its
+/// value or a catchable error.
+fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> {
+    let Prepared {
+        role,
+        pos,
+        backend,
+        schema,
+        parts,
+        redactions,
+        request,
+    } = p;
+    let dry_run = backend.name() == "dry-run";
+    let result = outcome
+        .result
+        .and_then(|resp| decode(resp, schema.as_deref(), dry_run, request.thinking));
 
     let pricing = &doc.services.pricing;
     let mut record = CallRecord::new(
@@ -133,10 +235,10 @@ pub fn call(
         backend.model(),
         schema.as_deref(),
     );
-    record.ms = ms;
+    record.ms = outcome.ms;
     record.dry_run = dry_run;
     record.redactions = redactions.clone();
-    match &outcome {
+    match &result {
         Ok((resp, _)) => {
             record.ok = true;
             record.model = resp.model.clone();
@@ -156,12 +258,12 @@ pub fn call(
         Role::Local => pricing
             .local
             .has_rate()
-            .then(|| pricing.local.call_cost(ms)),
+            .then(|| pricing.local.call_cost(outcome.ms)),
     };
 
     if role == Role::Cloud {
         let payload = payload_json(&parts, schema.as_deref());
-        let outcome_kind = match (&outcome, dry_run) {
+        let outcome_kind = match (&result, dry_run) {
             (_, true) => Outcome::DryRun,
             (Ok(_), false) => Outcome::Sent,
             (Err(_), false) => Outcome::Failed,
@@ -178,7 +280,7 @@ pub fn call(
     }
     doc.push_call(record);
 
-    match outcome {
+    match result {
         Ok((_, value)) => Ok(value),
         Err(err) => Err(model_error(role, backend.model(), err, pos)),
     }
@@ -205,6 +307,7 @@ fn read_args(
         schema,
         max_tokens: None,
         temperature: None,
+        thinking: false,
     };
     if first.is_string() {
         args.parts.prompt = Some(first.into_string().unwrap_or_default());
@@ -268,6 +371,11 @@ fn read_args(
             .or_else(|_| v.as_int().map(|i| i as f64))
             .map_err(|_| usage_error("`temperature` must be a number".into()))?;
         args.temperature = Some(t);
+    }
+    if let Some(v) = get("thinking") {
+        args.thinking = v
+            .as_bool()
+            .map_err(|_| usage_error("`thinking` must be true or false".into()))?;
     }
     args.schema = get("schema").cloned();
     Ok(args)
@@ -346,10 +454,22 @@ fn decode(
     resp: ModelResponse,
     schema: Option<&Schema>,
     dry_run: bool,
+    thinking: bool,
 ) -> Result<(ModelResponse, Dynamic), ModelError> {
     let Some(schema) = schema else {
-        let text = resp.text.clone();
-        return Ok((resp, text.into()));
+        // With thinking on, the script gets the reasoning beside the answer.
+        let value: Dynamic = if thinking {
+            let mut m = Map::new();
+            m.insert("answer".into(), resp.text.clone().into());
+            m.insert(
+                "reasoning".into(),
+                resp.reasoning.clone().unwrap_or_default().into(),
+            );
+            m.into()
+        } else {
+            resp.text.clone().into()
+        };
+        return Ok((resp, value));
     };
     let fail = |resp: &ModelResponse, message: String| {
         let mut e =

@@ -1,14 +1,17 @@
 //! The Rhai side: the engine every pipeline script runs in, and the per-document context
-//! its host functions (`local`, `cloud`, `validate`) reach through.
+//! its host functions (`local`, `cloud`, `validate`, `both`, `emit`, `sampled`) reach through.
 //!
 //! Rhai is synchronous, so each document runs on a blocking thread and host functions block
 //! on the captured tokio [`Handle`]. The document's context travels as the call's *tag*, so
 //! one compiled engine serves every document at once.
 
+mod both;
 mod call;
 mod cloud;
+pub mod emit;
 pub mod error;
 mod local;
+pub mod sample;
 mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -39,6 +42,8 @@ pub struct Services {
     pub pricing: crate::cost::Pricing,
     /// The cloud endpoint's host, for the audit log.
     pub cloud_endpoint: String,
+    /// Where `emit(stream, value)` writes.
+    pub streams: emit::Streams,
 }
 
 impl Services {
@@ -135,6 +140,9 @@ pub fn new_engine(limits: &Limits) -> Engine {
     local::register(&mut engine);
     cloud::register(&mut engine);
     validate::register(&mut engine);
+    both::register(&mut engine);
+    emit::register(&mut engine);
+    sample::register(&mut engine);
     engine
 }
 

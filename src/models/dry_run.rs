@@ -63,6 +63,7 @@ impl Backend for DryRunBackend {
                 },
                 request_id: None,
                 retries: 0,
+                reasoning: None,
             })
         })
     }

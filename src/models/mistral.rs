@@ -134,13 +134,14 @@ impl MistralBackend {
         builder = builder
             .add_message(TextMessageRole::User, &req.prompt)
             // mistral.rs renders templates with `enable_thinking = true` unless told otherwise;
-            // Gemma 4 would then think (into `reasoning_content`) before answering.
-            .enable_thinking(false)
+            // Gemma 4 then thinks (into `reasoning_content`) before answering: only on request.
+            .enable_thinking(req.thinking)
             .set_sampling(self.sampling(req));
         if let Some(schema) = &req.schema {
             let mut json = (*schema.json).clone();
             if self.cfg.test_sampling {
                 rigid_whitespace(&mut json);
+                bound_numbers(&mut json);
             }
             builder = builder.set_constraint(Constraint::JsonSchema(json));
         }
@@ -206,6 +207,10 @@ fn answer(response: ChatCompletionResponse, name: &str) -> Result<ModelResponse,
         return Err(e);
     };
     let text = choice.message.content.unwrap_or_default();
+    let reasoning = choice
+        .message
+        .reasoning_content
+        .filter(|r| !r.trim().is_empty());
     let fail = |kind: ErrorKind, message: String, text: String| {
         let mut e = ModelError::new(kind, message).with_partial(text);
         e.usage = Some(usage);
@@ -227,6 +232,7 @@ fn answer(response: ChatCompletionResponse, name: &str) -> Result<ModelResponse,
             usage,
             request_id: None,
             retries: 0,
+            reasoning,
         }),
     }
 }
@@ -304,6 +310,25 @@ fn rigid_whitespace(schema: &mut Value) {
         if let Value::Object(options) = guidance {
             options.insert("whitespace_flexible".into(), Value::Bool(false));
         }
+    }
+}
+
+/// Give unbounded numbers bounds, for random weights only: sampling them otherwise produces
+/// exponents like `1e999` that are valid JSON grammar but no f64. Real models never need it.
+fn bound_numbers(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let is_number = matches!(map.get("type"), Some(Value::String(t)) if t == "number" || t == "integer");
+            if is_number {
+                map.entry("minimum").or_insert(Value::from(-1e9));
+                map.entry("maximum").or_insert(Value::from(1e9));
+            }
+            for (_, child) in map.iter_mut() {
+                bound_numbers(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_numbers),
+        _ => {}
     }
 }
 
@@ -776,6 +801,7 @@ mod tests {
             schema: None,
             max_tokens: Some(7),
             temperature: None,
+            thinking: false,
         };
         let p = backend.sampling(&req);
         assert_eq!((p.top_k, p.max_len), (Some(1), Some(7)));

@@ -27,6 +27,8 @@ pub struct ModelRequest {
     pub schema: Option<RequestSchema>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
+    /// Let a model with a thinking mode (Gemma 4) reason before answering.
+    pub thinking: bool,
 }
 
 /// A schema attached to a request: the raw JSON (sent to the model) and its name.
@@ -50,6 +52,8 @@ pub struct ModelResponse {
     pub request_id: Option<String>,
     /// How many retries it took (0 when the first attempt answered).
     pub retries: u32,
+    /// The model's reasoning, when it thought aloud (thinking mode).
+    pub reasoning: Option<String>,
 }
 
 /// Token counts for one call.

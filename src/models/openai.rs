@@ -242,6 +242,11 @@ impl OpenAiBackend {
             usage,
             request_id: None,
             retries: 0,
+            // OpenAI-compatible servers that think aloud (vLLM, mistralrs serve) say so here.
+            reasoning: message["reasoning_content"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
         })
     }
 }

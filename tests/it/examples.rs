@@ -14,6 +14,7 @@ pub fn shipped() -> Project {
     for dir in ["scripts", "schemas", "samples", "stdlib"] {
         copy_dir(&root.join(dir), &p.path(dir));
     }
+    std::fs::copy(root.join("hybrid.toml"), p.path("hybrid.toml")).unwrap();
     p
 }
 

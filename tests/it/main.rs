@@ -6,6 +6,7 @@ mod examples;
 mod live;
 mod local;
 mod openai_stub;
+mod patterns;
 mod script;
 mod sovereignty;
 mod support;

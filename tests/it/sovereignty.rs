@@ -22,34 +22,92 @@ fn audit_lines(path: &Path) -> Vec<Value> {
 /// The stub's usage is 100 prompt tokens (40 cached) and 20 output tokens.
 const STUB_CALL_USD: f64 = (60.0 * 2.50 + 40.0 * 0.25 + 20.0 * 15.00) / 1e6;
 
-#[test]
-fn no_shipped_pipeline_sends_a_canary_planted_in_its_documents() {
-    let p = crate::examples::shipped();
-    // Plant the canary in every sample document, mid-sentence.
-    for entry in std::fs::read_dir(p.path("samples/contracts")).unwrap() {
+/// Puts `canary` in the middle of every text and Markdown file under `dir`.
+fn plant(p: &Project, dir: &str, canary: &str) {
+    for entry in std::fs::read_dir(p.path(dir)).unwrap() {
         let path = entry.unwrap().path();
+        if !path.extension().is_some_and(|e| e == "txt" || e == "md") {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         let (head, tail) = text.split_at(text.len() / 2);
         let cut = head.rfind(' ').unwrap_or(0);
         std::fs::write(
             &path,
-            format!("{} {CANARY} {}{tail}", &head[..cut], &head[cut..]),
+            format!("{} {canary} {}{tail}", &head[..cut], &head[cut..]),
         )
         .unwrap();
     }
-    let script = std::fs::read_to_string(p.path("scripts/contract_triage.rhai"))
-        .unwrap()
-        .replace(
-            "const ESCALATE_BELOW = 0.75;",
-            "const ESCALATE_BELOW = 2.0;",
-        );
-    p.write("scripts/contract_triage.rhai", script);
+}
+
+fn set_constant(p: &Project, script: &str, from: &str, to: &str) {
+    let path = format!("scripts/{script}");
+    let text = std::fs::read_to_string(p.path(&path)).unwrap();
+    assert!(text.contains(from), "{script} has no `{from}`");
+    p.write(&path, text.replace(from, to));
+}
+
+#[test]
+fn no_shipped_pipeline_sends_a_canary_planted_in_its_documents() {
+    let p = crate::examples::shipped();
     let server = StubServer::conforming(Duration::ZERO);
     let url = server.url();
+
+    // Pattern 1 and 3 never send source text: a plain canary, and rules that escalate all.
+    plant(&p, "samples/contracts", CANARY);
+    plant(&p, "samples/finance", CANARY);
+    set_constant(
+        &p,
+        "contract_triage.rhai",
+        "const ESCALATE_BELOW = 0.75;",
+        "const ESCALATE_BELOW = 2.0;",
+    );
+    set_constant(
+        &p,
+        "finance_refine.rhai",
+        "const CONFIDENT_ENOUGH = 0.9;",
+        "const CONFIDENT_ENOUGH = 2.0;",
+    );
+    for (script, input) in [
+        ("contract_triage.rhai", "samples/contracts"),
+        ("finance_refine.rhai", "samples/finance"),
+    ] {
+        p.hybrid(&[
+            "run",
+            &format!("scripts/{script}"),
+            input,
+            "--local-model",
+            "tiny",
+            "--cloud-url",
+            &url,
+        ])
+        .output()
+        .expect_code(0);
+    }
+    // Pattern 2 sends sampled messages by design (its guard override allows the overlap), so
+    // its canary is personal data, which the guard redacts: every message sampled here.
+    let email_canary = "canary.7f3a9c@no-egress.example.com";
+    let mut messages = String::new();
+    for m in crate::support::read_records(&p.path("samples/messages.jsonl")) {
+        let mut m = m;
+        m["text"] = format!(
+            "{} Escríbanme a {email_canary}.",
+            m["text"].as_str().unwrap()
+        )
+        .into();
+        messages.push_str(&format!("{m}\n"));
+    }
+    p.write("samples/messages.jsonl", messages);
+    set_constant(
+        &p,
+        "intent_parallel.rhai",
+        "const SAMPLE_RATE = 0.18;",
+        "const SAMPLE_RATE = 1.0;",
+    );
     p.hybrid(&[
         "run",
-        "scripts/contract_triage.rhai",
-        "samples/contracts",
+        "scripts/intent_parallel.rhai",
+        "samples/messages.jsonl",
         "--local-model",
         "tiny",
         "--cloud-url",
@@ -57,15 +115,30 @@ fn no_shipped_pipeline_sends_a_canary_planted_in_its_documents() {
     ])
     .output()
     .expect_code(0);
+
     let requests = server.requests();
+    let prompts = |needle: &str| requests.iter().filter(|r| r.raw.contains(needle)).count();
     assert!(
-        !requests.is_empty(),
-        "the test must make the pipeline escalate"
+        prompts("contract_risk") > 0,
+        "pattern 1 must escalate in this test"
+    );
+    assert!(
+        prompts("finance_report") > 0,
+        "pattern 3 must escalate in this test"
+    );
+    assert!(
+        prompts("[EMAIL]") >= 20,
+        "pattern 2 sends every (redacted) message here"
     );
     for req in &requests {
         assert!(
             !req.raw.contains(CANARY),
             "the canary left the machine: {}",
+            req.raw
+        );
+        assert!(
+            !req.raw.contains("7f3a9c@"),
+            "personal data left the machine: {}",
             req.raw
         );
     }

@@ -1,0 +1,89 @@
+//! `emit(stream, value)`: appends `value` as one JSON line to `STREAM.jsonl` in the output
+//! folder — a review queue an operator works through, a fine-tuning dataset, anything a
+//! pipeline produces beside its result. Flushed per line; shared by every document.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rhai::{Dynamic, Engine, NativeCallContext};
+
+use super::error::host_error;
+use super::DocContext;
+
+pub fn register(engine: &mut Engine) {
+    engine.register_fn(
+        "emit",
+        |ctx: NativeCallContext,
+         stream: &str,
+         value: Dynamic|
+         -> Result<(), Box<rhai::EvalAltResult>> {
+            let doc = DocContext::of(&ctx)?;
+            let pos = ctx.call_position();
+            let json = rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|e| {
+                host_error(
+                    "usage",
+                    format!("emit(): the value is not JSON-shaped: {e}"),
+                    pos,
+                    |_| {},
+                )
+            })?;
+            doc.services
+                .streams
+                .write(stream, &json)
+                .map_err(|e| host_error("usage", format!("emit(): {e}"), pos, |_| {}))
+        },
+    );
+}
+
+/// The output folder's named JSONL streams.
+pub struct Streams {
+    dir: PathBuf,
+    files: Mutex<HashMap<String, File>>,
+}
+
+impl Streams {
+    pub fn new(dir: PathBuf) -> Streams {
+        Streams {
+            dir,
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn path(&self, stream: &str) -> PathBuf {
+        self.dir.join(format!("{stream}.jsonl"))
+    }
+
+    pub fn write(&self, stream: &str, value: &serde_json::Value) -> Result<(), String> {
+        let valid = !stream.is_empty()
+            && stream.len() <= 64
+            && stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(format!(
+                "`{stream}` is not a stream name (letters, digits, `_` and `-`, up to 64)"
+            ));
+        }
+        let mut line = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        line.push('\n');
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if !files.contains_key(stream) {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", self.dir.display()))?;
+            let path = self.path(stream);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            files.insert(stream.to_owned(), file);
+        }
+        let file = files.get_mut(stream).expect("opened above");
+        file.write_all(line.as_bytes())
+            .and_then(|_| file.flush())
+            .map_err(|e| format!("cannot write `{stream}.jsonl`: {e}"))
+    }
+}
