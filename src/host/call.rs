@@ -59,7 +59,7 @@ struct Args {
 }
 
 /// A call ready to go: arguments read, schema resolved, payload through the guard.
-pub struct Prepared {
+struct Prepared {
     role: Role,
     pos: Position,
     backend: Arc<dyn Backend>,
@@ -190,7 +190,7 @@ fn prepare(
 }
 
 /// What came back, and how long it took.
-pub struct Reply {
+struct Reply {
     result: Result<ModelResponse, ModelError>,
     ms: u64,
 }
