@@ -163,3 +163,39 @@ fn contract_triage_escalates_only_extracted_json_to_the_cloud() {
         }
     }
 }
+
+#[test]
+fn contract_triage_escalates_local_json_that_fails_its_schema() {
+    let p = shipped();
+    // A local server whose answer is JSON but breaks the schema (confidence above 1).
+    let local = StubServer::start(|_, _| {
+        crate::openai_stub::Reply::content(
+            r#"{"document_type":"service_agreement","parties":[{"name":"DataAndes S.A.S.","role":"provider"}],"jurisdiction":"Colombia","risk_flags":[],"escalate_to_cloud":false,"confidence_score":7}"#,
+        )
+    });
+    let cloud = StubServer::conforming(Duration::ZERO);
+    let (lu, cu) = (local.url(), cloud.url());
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "samples/contracts/servicios_bogota.txt",
+            "--local-url",
+            &lu,
+            "--cloud-url",
+            &cu,
+        ])
+        .output()
+        .expect_code(0);
+    let r = &done.records()[0];
+    assert_eq!(r["result"]["decision"], "cloud", "{r}");
+    assert_eq!(r["result"]["reasons"][0], "local output failed validation");
+    assert_eq!(r["calls"][0]["error"], "invalid_output");
+    let sent = &cloud.requests()[0];
+    assert!(
+        sent.prompt().contains("\"confidence_score\": 7"),
+        "{}",
+        sent.prompt()
+    );
+    assert!(!sent.raw.contains("CONTRATO DE PRESTACIÓN"));
+}
