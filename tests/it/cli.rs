@@ -240,3 +240,38 @@ fn a_script_without_process_is_rejected() {
         .stderr();
     assert!(err.contains("no `fn process(doc)`"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_is_an_error_record() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    p.write("in/ok.txt", "fine");
+    let bad = p.path("in").join(std::ffi::OsStr::from_bytes(b"contrato-\xf1.txt"));
+    std::fs::write(&bad, "texto").unwrap();
+    let done = p.hybrid(&["run", "scripts/echo.rhai", "in"]).output().expect_code(2);
+    let records = done.records();
+    assert_eq!(records.len(), 2);
+    let failed = records.iter().find(|r| r["ok"] == false).unwrap();
+    assert_eq!(failed["error"]["kind"], "input");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("not valid UTF-8"), "{failed}");
+}
+
+#[test]
+fn a_file_deleted_before_it_is_read_is_an_error_record() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    // A file named on the command line that is gone by the time it is read: the run records
+    // it and goes on (inboxes meet this when a file is removed between event and read).
+    let path = p.write("gone.txt", "x");
+    let sources = hybrid::documents::sources(&[path.clone()]).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut got = Vec::new();
+    hybrid::documents::read_all(&sources, 1 << 20, |i| {
+        got.push(i);
+        true
+    });
+    let failed = got.pop().unwrap().unwrap_err();
+    assert!(failed.reason.contains("cannot open"), "{}", failed.reason);
+}

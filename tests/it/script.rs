@@ -163,3 +163,23 @@ fn stdlib_modules_import_from_the_binary_and_can_be_overridden() {
         .expect_code(0);
     assert_eq!(done.record("x")["result"]["words"], 42);
 }
+
+#[test]
+fn array_and_map_size_limits_trip_too() {
+    let p = Project::new();
+    p.write("hybrid.toml", "[limits]\nmax_array_size = 100\nmax_map_size = 100\n");
+    p.write(
+        "scripts/grow.rhai",
+        "fn process(doc) {\n    if doc.text == \"array\" { let a = []; loop { a.push(1); } }\n    let m = #{}; let i = 0;\n    loop { let one = #{}; one[\"k\" + i] = i; m += one; i += 1; }\n}\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/grow.rhai", "-"])
+        .stdin("{\"id\": \"array\", \"text\": \"array\"}\n{\"id\": \"map\", \"text\": \"map\"}\n")
+        .output()
+        .expect_code(2);
+    for (id, key) in [("array", "max_array_size"), ("map", "max_map_size")] {
+        let r = done.record(id);
+        assert_eq!(r["error"]["kind"], "limit", "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains(key), "{r}");
+    }
+}
