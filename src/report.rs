@@ -492,7 +492,7 @@ pub fn write_chart(r: &Report, path: &Path) -> Result<(), ReportError> {
     .into_iter()
     .fold(1.0_f64, f64::max)
         * 1.1;
-    let (w, h, left, bottom) = (720.0, 420.0, 80.0, 50.0);
+    let (w, h, left, bottom) = (720.0, 420.0, 96.0, 50.0);
     let sx = |x: f64| left + x / x_max * (w - left - 20.0);
     let sy = |y: f64| h - bottom - y / y_max * (h - bottom - 30.0);
     let line = |slope: f64, intercept: f64, color: &str, label: &str| {
