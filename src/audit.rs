@@ -42,9 +42,11 @@ pub struct Entry {
     /// Where it went (host only, never the full URL's query or credentials).
     pub endpoint: String,
     pub outcome: Outcome,
-    /// The guard rule that blocked it.
+    /// The guard rule that blocked it, and the field it fired on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The payload as sent (or as it would have been), unless the policy keeps only the hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,

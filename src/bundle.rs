@@ -81,7 +81,7 @@ impl Bundle {
 
         let mut ast = engine
             .compile_into_self_contained(&Scope::new(), &text)
-            .map_err(|e| script_error(&script_name, &e))?;
+            .map_err(|e| script_error(&script_name, &with_import_position(&engine, &text, *e)))?;
         ast.set_source(script_name.as_str());
 
         // The script contract: `fn process(doc)`.
@@ -218,6 +218,11 @@ fn script_error(script: &str, err: &EvalAltResult) -> BundleError {
             EvalAltResult::ErrorParsing(..) | EvalAltResult::ErrorInModule(..) | EvalAltResult::ErrorModuleNotFound(..) => {
                 script_error(name, inner)
             }
+            EvalAltResult::ErrorRuntime(message, _) if message.to_string().starts_with("import cycle") => BundleError::Script {
+                location: location(name, *pos),
+                message: message.to_string(),
+                hint: "modules may not import each other in a circle; move what they share into a third module".into(),
+            },
             other => BundleError::Script {
                 location: location(script, *pos),
                 message: format!("module `{name}` failed to load: {other}"),
@@ -237,6 +242,43 @@ fn script_error(script: &str, err: &EvalAltResult) -> BundleError {
             message: other.to_string(),
             hint: "fix the script at this position".into(),
         },
+    }
+}
+
+/// Rhai resolves a script's own imports without positions; find the `import` statement a
+/// failure is about, so the error points at its line.
+fn with_import_position(engine: &Engine, text: &str, err: EvalAltResult) -> EvalAltResult {
+    let path = match &err {
+        EvalAltResult::ErrorModuleNotFound(path, pos)
+        | EvalAltResult::ErrorInModule(path, _, pos)
+            if pos.is_none() =>
+        {
+            path.clone()
+        }
+        _ => return err,
+    };
+    let Ok(ast) = engine.compile(text) else {
+        return err;
+    };
+    let mut found = None;
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = nodes.last() {
+            if matches!(&x.0, Expr::StringConstant(s, _) if s.as_str() == path) {
+                found = Some(*pos);
+                return false;
+            }
+        }
+        true
+    });
+    let Some(pos) = found else { return err };
+    match err {
+        EvalAltResult::ErrorModuleNotFound(path, _) => {
+            EvalAltResult::ErrorModuleNotFound(path, pos)
+        }
+        EvalAltResult::ErrorInModule(path, inner, _) => {
+            EvalAltResult::ErrorInModule(path, inner, pos)
+        }
+        other => other,
     }
 }
 
@@ -271,6 +313,8 @@ struct Resolver {
     /// The script's folder and the one above it.
     dirs: [PathBuf; 2],
     loaded: Mutex<BTreeMap<String, Arc<Loaded>>>,
+    /// Imports being loaded right now, outermost first: a path seen twice is a cycle.
+    loading: Mutex<Vec<String>>,
 }
 
 impl Resolver {
@@ -278,6 +322,7 @@ impl Resolver {
         Resolver {
             dirs: crate::config::script_dirs(script),
             loaded: Mutex::new(BTreeMap::new()),
+            loading: Mutex::new(Vec::new()),
         }
     }
 
@@ -328,6 +373,29 @@ impl Resolver {
         {
             return Ok(found.clone());
         }
+        {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            if loading.iter().any(|p| p == path) {
+                let cycle: Vec<&str> = loading.iter().map(String::as_str).chain([path]).collect();
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!("import cycle: {}", cycle.join(" → ")).into(),
+                    pos,
+                )
+                .into());
+            }
+            loading.push(path.to_owned());
+        }
+        let result = self.load_new(engine, path, pos);
+        self.loading.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        result
+    }
+
+    fn load_new(
+        &self,
+        engine: &Engine,
+        path: &str,
+        pos: Position,
+    ) -> Result<Arc<Loaded>, Box<EvalAltResult>> {
         let (shown, file, text) = self
             .locate(path)
             .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_owned(), pos)))?;

@@ -338,7 +338,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ => None,
         };
-        {
+        let feeder = {
             let tx = tx.clone();
             let inboxes = inboxes.clone();
             tokio::spawn(async move {
@@ -349,11 +349,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(inboxes) = inboxes {
                     tracing::info!(inboxes = ?inbox_dirs, state = %inboxes.state_path().display(), "watching for new documents; Ctrl-C to stop");
-                    inboxes.spawn(tx)?;
+                    inboxes.spawn(tx).map_err(|e| anyhow::anyhow!("{e}\nhint: on Linux, raise fs.inotify.max_user_watches if the watch limit was reached"))?;
                 }
                 Ok(())
-            });
-        }
+            })
+        };
         drop(tx);
         let mut on_done = |job: &runner::Job, record: &crate::record::Record| {
             if let Some(inboxes) = &inboxes {
@@ -361,6 +361,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let summary = runner::run(bundle, services, rx, &options, &mut *out, &mut on_done, stop_rx).await?;
+        // The documents read so far are recorded; now say why intake stopped, if it failed.
+        feeder.await.context("the input task failed")??;
         anyhow::Ok(summary)
     })?;
     drop(out);

@@ -333,12 +333,13 @@ impl Inboxes {
                 }
             });
             for (path, stamp) in ready {
-                if self.state.is_done(&path, &stamp) {
-                    continue;
-                }
                 {
+                    // Under the lock `finished` holds while recording, so a file is always
+                    // seen either in flight or done.
                     let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    if in_flight.get(&path) == Some(&stamp) {
+                    if in_flight.get(&path) == Some(&stamp)
+                        || self.state.is_done(&self.key(&path), &stamp)
+                    {
                         continue;
                     }
                     in_flight.insert(path.clone(), stamp);
@@ -372,26 +373,61 @@ impl Inboxes {
     /// The runner's completion hook: record the file as done, and move it if asked.
     pub fn finished(&self, job: &Job, record: &Record) {
         let Some(path) = &job.inbox_file else { return };
-        let Some(stamp) = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path)
-        else {
+        // Hold the in-flight lock until the file is recorded, so the scanner never sees it
+        // neither in flight nor done.
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(stamp) = in_flight.get(path).cloned() else {
             return;
         };
-        self.state.mark(path, stamp, record);
-        if self.after == AfterDone::Move {
-            let sub = if record.ok { "done" } else { "failed" };
-            if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
-                let target_dir = dir.join(sub);
-                let moved = std::fs::create_dir_all(&target_dir)
-                    .and_then(|_| std::fs::rename(path, target_dir.join(name)));
-                if let Err(e) = moved {
-                    tracing::warn!(file = %path.display(), "cannot move to {sub}/: {e}");
-                }
+        let moved = self.after == AfterDone::Move && self.move_out(path, record.ok);
+        // A failed file moved to `failed/` is not recorded as done: moving it back into the
+        // inbox (after fixing the cause) processes it again.
+        if !(moved && !record.ok) {
+            self.state.mark(&self.key(path), stamp, record);
+        }
+        in_flight.remove(path);
+    }
+
+    /// Moves a processed file into `done/` or `failed/` beside it, never over another file.
+    fn move_out(&self, path: &Path, ok: bool) -> bool {
+        let sub = if ok { "done" } else { "failed" };
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
+        };
+        let target_dir = dir.join(sub);
+        let mut target = target_dir.join(name);
+        let mut n = 1;
+        while target.exists() {
+            let stem = Path::new(name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let ext = Path::new(name)
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default();
+            target = target_dir.join(format!("{stem}.{n}{ext}"));
+            n += 1;
+        }
+        match std::fs::create_dir_all(&target_dir).and_then(|_| std::fs::rename(path, &target)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cannot move to {sub}/: {e}");
+                false
             }
         }
+    }
+
+    /// The state file's name for an inbox file: its canonical path, so the same inbox named
+    /// two ways (`inbox/`, `/srv/p/inbox`) shares one history.
+    fn key(&self, path: &Path) -> PathBuf {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return path.to_owned();
+        };
+        self.dirs
+            .iter()
+            .find(|(given, _)| given == parent)
+            .map_or_else(|| path.to_owned(), |(_, canonical)| canonical.join(name))
     }
 }
 

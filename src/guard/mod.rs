@@ -94,6 +94,8 @@ fn default_action(kind: Kind) -> Action {
 pub enum GuardError {
     #[error("unknown detector `{0}` under [guard.detectors]\nhint: the detectors are email, phone, payment_card, iban, nit_co, cedula_co, rfc_mx, curp_mx, cuit_ar, cpf_br, cnpj_br")]
     UnknownDetector(String),
+    #[error("`overlap = \"redact\"` under [guard] is not supported: copied source text cannot be redacted away\nhint: use `block` (the default) or `allow`")]
+    OverlapRedact,
 }
 
 /// The parts of a model call, before they become messages.
@@ -146,6 +148,9 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(config: &GuardConfig) -> Result<Guard, GuardError> {
+        if config.overlap == Action::Redact {
+            return Err(GuardError::OverlapRedact);
+        }
         for name in config.detectors.keys() {
             if Kind::from_name(name).is_none() {
                 return Err(GuardError::UnknownDetector(name.clone()));
@@ -190,6 +195,23 @@ impl Guard {
         }
         if let Some(input) = &mut parts.input {
             self.check_value("input".into(), input, source, &mut redactions)?;
+            // A passage split over many short fields passes each field's check: check them
+            // joined too.
+            if self.overlap == Action::Block && !source.is_empty() {
+                let mut joined = String::new();
+                collect_strings(input, &mut joined);
+                let (run, _) = detectors::longest_shared_run(&joined, source);
+                if run > self.max_shared_words {
+                    return Err(Blocked {
+                        rule: "verbatim_overlap".into(),
+                        field: "input".into(),
+                        detail: format!(
+                            "its fields together repeat {run} consecutive words of the document (the limit is {}); send extracted fields, not source text",
+                            self.max_shared_words
+                        ),
+                    });
+                }
+            }
         }
         Ok(redactions)
     }
@@ -219,13 +241,19 @@ impl Guard {
                 Ok(())
             }
             Value::Object(map) => {
-                for (k, v) in map.iter_mut() {
+                // Keys can carry personal data too (`{"ana@x.co": ...}`): check and redact them,
+                // and name fields by the redacted key.
+                let entries = std::mem::take(map);
+                for (k, mut v) in entries {
+                    let mut key = k;
+                    self.check_text(&format!("{field} (a key)"), &mut key, source, out)?;
                     self.check_value(
-                        format!("{field}/{}", k.replace('~', "~0").replace('/', "~1")),
-                        v,
+                        format!("{field}/{}", key.replace('~', "~0").replace('/', "~1")),
+                        &mut v,
                         source,
                         out,
                     )?;
+                    map.insert(key, v);
                 }
                 Ok(())
             }
@@ -292,6 +320,32 @@ impl Guard {
     }
 }
 
+/// Every string (and number) in a JSON value, space-separated.
+fn collect_strings(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push(' ');
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+/// What a document's cloud payloads are compared against: its text and every string in its
+/// metadata (a JSONL document may carry its content in any field).
+pub fn source_of(doc: &crate::documents::Document) -> String {
+    let mut source = doc.text.clone();
+    source.push(' ');
+    collect_strings(&Value::Object(doc.meta.clone()), &mut source);
+    source
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +410,45 @@ mod tests {
             .check(&mut parts, "")
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn a_passage_split_over_short_fields_is_still_caught() {
+        let source = "uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince dieciseis";
+        let mut parts = Parts {
+            input: Some(
+                json!({"a": "uno dos tres cuatro cinco seis", "b": "siete ocho nueve diez once doce", "c": "trece catorce quince"}),
+            ),
+            ..Parts::default()
+        };
+        let blocked = guard().check(&mut parts, source).unwrap_err();
+        assert_eq!(
+            (blocked.rule.as_str(), blocked.field.as_str()),
+            ("verbatim_overlap", "input")
+        );
+    }
+
+    #[test]
+    fn keys_are_checked_and_redacted() {
+        let mut parts = Parts {
+            input: Some(json!({"ana@dataandes.co": {"role": "buyer"}})),
+            ..Parts::default()
+        };
+        let redactions = guard().check(&mut parts, "").unwrap();
+        assert_eq!(redactions[0].kind, "email");
+        assert_eq!(parts.input.unwrap(), json!({"[EMAIL]": {"role": "buyer"}}));
+    }
+
+    #[test]
+    fn overlap_cannot_be_redact() {
+        let config = GuardConfig {
+            overlap: Action::Redact,
+            ..GuardConfig::default()
+        };
+        assert!(Guard::new(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("hint:"));
     }
 
     #[test]

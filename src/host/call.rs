@@ -141,8 +141,11 @@ fn prepare(
             Err(blocked) => {
                 tracing::warn!(doc = %doc.doc_id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
                 let payload = payload_json(&parts, schema.as_deref());
+                // What was stopped is exactly what must not be written down: hash only.
                 doc.audit(backend.model(), Outcome::Blocked, &payload, |e| {
                     e.rule = Some(blocked.rule.clone());
+                    e.field = Some(blocked.field.clone());
+                    e.payload = None;
                 });
                 doc.push_call(CallRecord {
                     error: Some("blocked".into()),
@@ -432,6 +435,7 @@ impl DocContext {
             endpoint: self.services.cloud_endpoint.clone(),
             outcome,
             rule: None,
+            field: None,
             payload: Some(payload.clone()),
             payload_sha256: hash_hex(text.as_bytes()),
             bytes: text.len(),

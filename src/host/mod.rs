@@ -152,7 +152,7 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Document) -
     let started = Instant::now();
     let ctx = Arc::new(DocContext {
         doc_id: doc.id.clone(),
-        source_text: doc.text.clone(),
+        source_text: crate::guard::source_of(doc),
         version: bundle.version.clone(),
         services: services.clone(),
         schemas: bundle.schemas.clone(),

@@ -126,7 +126,7 @@ impl OpenAiBackend {
                         kind,
                         format!(
                             "{} {what}: {}",
-                            self.endpoint(),
+                            crate::audit::endpoint_host(&self.cfg.base_url),
                             self.scrub(error_chain(&e))
                         ),
                     ),
@@ -176,7 +176,8 @@ impl OpenAiBackend {
             };
         }
         let (code, message) = error_fields(&text);
-        let message = self.scrub(message.unwrap_or_else(|| truncate(&text, 300)));
+        // Scrub before cutting: a cut through the key would leave its prefix behind.
+        let message = truncate(&self.scrub(message.unwrap_or_else(|| text.clone())), 300);
         let (kind, retryable, hint) = classify(status, code.as_deref());
         let mut err = ModelError::new(
             kind,
@@ -192,7 +193,7 @@ impl OpenAiBackend {
                 ErrorKind::InvalidOutput,
                 format!("the server's response is not valid JSON: {e}"),
             )
-            .with_partial(truncate(text, 2000))
+            .with_partial(truncate(&self.scrub(text.to_owned()), 2000))
         })?;
         let usage = parse_usage(&body["usage"]);
         let model = body["model"].as_str().unwrap_or(&self.cfg.model).to_owned();
@@ -200,7 +201,7 @@ impl OpenAiBackend {
         if choice.is_null() {
             return Err(
                 ModelError::new(ErrorKind::InvalidOutput, "the response has no choices")
-                    .with_partial(truncate(text, 2000)),
+                    .with_partial(truncate(&self.scrub(text.to_owned()), 2000)),
             );
         }
         let message = &choice["message"];

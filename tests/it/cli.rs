@@ -184,14 +184,17 @@ fn check_catches_unknown_schema_names_and_missing_imports() {
 
     p.write(
         "scripts/imp.rhai",
-        "import \"lib/missing\" as m;\nfn process(doc) { 1 }\n",
+        "// rules\nimport \"lib/missing\" as m;\nfn process(doc) { 1 }\n",
     );
     let err = p
         .hybrid(&["check", "scripts/imp.rhai"])
         .output()
         .expect_code(1)
         .stderr();
-    assert!(err.contains("cannot find module `lib/missing`"), "{err}");
+    assert!(
+        err.contains("scripts/imp.rhai:2:1: cannot find module `lib/missing`"),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
 }
 
@@ -248,14 +251,25 @@ fn a_file_name_that_is_not_utf8_is_an_error_record() {
     let p = Project::new();
     p.write("scripts/echo.rhai", ECHO);
     p.write("in/ok.txt", "fine");
-    let bad = p.path("in").join(std::ffi::OsStr::from_bytes(b"contrato-\xf1.txt"));
+    let bad = p
+        .path("in")
+        .join(std::ffi::OsStr::from_bytes(b"contrato-\xf1.txt"));
     std::fs::write(&bad, "texto").unwrap();
-    let done = p.hybrid(&["run", "scripts/echo.rhai", "in"]).output().expect_code(2);
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai", "in"])
+        .output()
+        .expect_code(2);
     let records = done.records();
     assert_eq!(records.len(), 2);
     let failed = records.iter().find(|r| r["ok"] == false).unwrap();
     assert_eq!(failed["error"]["kind"], "input");
-    assert!(failed["error"]["message"].as_str().unwrap().contains("not valid UTF-8"), "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid UTF-8"),
+        "{failed}"
+    );
 }
 
 #[test]
@@ -274,4 +288,28 @@ fn a_file_deleted_before_it_is_read_is_an_error_record() {
     });
     let failed = got.pop().unwrap().unwrap_err();
     assert!(failed.reason.contains("cannot open"), "{}", failed.reason);
+}
+
+#[test]
+fn an_import_cycle_is_an_error_not_a_crash() {
+    let p = Project::new();
+    p.write(
+        "scripts/lib/a.rhai",
+        "import \"lib/b\" as b;\nfn a() { 1 }\n",
+    );
+    p.write(
+        "scripts/lib/b.rhai",
+        "import \"lib/a\" as a;\nfn b() { 2 }\n",
+    );
+    p.write(
+        "scripts/main.rhai",
+        "import \"lib/a\" as a;\nfn process(doc) { a::a() }\n",
+    );
+    let err = p
+        .hybrid(&["check", "scripts/main.rhai"])
+        .output()
+        .expect_code(1)
+        .stderr();
+    assert!(err.contains("import cycle: lib/a → lib/b → lib/a"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
 }

@@ -22,7 +22,7 @@ fn watching(p: &Project, extra: &[&str]) -> crate::support::Running {
     ];
     args.extend_from_slice(extra);
     let running = p.spawn(&args);
-    wait_for(20, "the inbox watch to start", || {
+    wait_for(60, "the inbox watch to start", || {
         running
             .log()
             .contains("watching for new documents")
@@ -32,7 +32,7 @@ fn watching(p: &Project, extra: &[&str]) -> crate::support::Running {
 }
 
 fn record_for(p: &Project, id: &str) -> serde_json::Value {
-    wait_for(20, &format!("a record for {id}"), || {
+    wait_for(60, &format!("a record for {id}"), || {
         read_records(&p.path("out.jsonl"))
             .into_iter()
             .find(|r| r["id"] == id)
@@ -58,7 +58,7 @@ fn rule_edits_are_picked_up_broken_ones_rejected_and_fixes_taken() {
 
     // An editor's save: write elsewhere, rename over.
     save_by_rename(&p, "scripts/s.rhai", &RULES.replace("\"one\"", "\"two\""));
-    wait_for(20, "the reload", || {
+    wait_for(60, "the reload", || {
         running.log().contains("rules reloaded").then_some(())
     });
     p.write("inbox/b.txt", "second");
@@ -71,7 +71,7 @@ fn rule_edits_are_picked_up_broken_ones_rejected_and_fixes_taken() {
         "scripts/s.rhai",
         "const TAG = \"three\";\nfn process(doc) {\n    #{ tag: TAG, \n}\n",
     );
-    wait_for(20, "the rejection", || {
+    wait_for(60, "the rejection", || {
         running.log().contains("rules not reloaded").then_some(())
     });
     let log = running.log();
@@ -87,7 +87,7 @@ fn rule_edits_are_picked_up_broken_ones_rejected_and_fixes_taken() {
     std::fs::remove_file(p.path("scripts/s.rhai")).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     p.write("scripts/s.rhai", &RULES.replace("\"one\"", "\"three\""));
-    wait_for(20, "the second reload", || {
+    wait_for(60, "the second reload", || {
         (running.log().matches("rules reloaded").count() >= 2).then_some(())
     });
     p.write("inbox/d.txt", "fourth");
@@ -99,11 +99,11 @@ fn rule_edits_are_picked_up_broken_ones_rejected_and_fixes_taken() {
         "scripts/s.rhai",
         "import \"lib/tag\" as t;\nfn process(doc) { #{ tag: t::tag() } }\n",
     );
-    wait_for(20, "the third reload", || {
+    wait_for(60, "the third reload", || {
         (running.log().matches("rules reloaded").count() >= 3).then_some(())
     });
     p.write("scripts/lib/tag.rhai", "fn tag() { \"module-edited\" }\n");
-    wait_for(20, "the reload of an import", || {
+    wait_for(60, "the reload of an import", || {
         (running.log().matches("rules reloaded").count() >= 4).then_some(())
     });
     p.write("inbox/e.txt", "fifth");
@@ -202,10 +202,19 @@ fn processed_files_can_be_moved_to_done_and_failed() {
     record_for(&p, "inbox/good.txt");
     let bad = record_for(&p, "inbox/bad.txt");
     assert_eq!(bad["error"]["kind"], "input");
-    wait_for(10, "the moves", || {
+    wait_for(60, "the moves", || {
         (p.path("inbox/done/good.txt").exists() && p.path("inbox/failed/bad.txt").exists())
             .then_some(())
     });
+    // A second file of the same name never replaces the first one's copy.
+    p.write("inbox/good.txt", "fine again");
+    wait_for(60, "the second move", || {
+        p.path("inbox/done/good.1.txt").exists().then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(p.path("inbox/done/good.txt")).unwrap(),
+        "fine"
+    );
     assert_eq!(
         running.stop("TERM"),
         2,
@@ -224,7 +233,7 @@ fn ctrl_c_finishes_the_documents_in_flight() {
     let url = server.url();
     let running = watching(&p, &["--cloud-url", &url]);
     p.write("inbox/slow-call.txt", "x");
-    wait_for(20, "the cloud call to start", || {
+    wait_for(60, "the cloud call to start", || {
         (!server.requests().is_empty()).then_some(())
     });
     assert_eq!(running.stop("INT"), 0);

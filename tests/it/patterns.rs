@@ -294,12 +294,25 @@ fn finance_refine_sends_the_cloud_the_draft_not_the_case() {
         .expect_code(0);
     let records = done.records();
     assert_eq!(records.len(), 3);
+    // Random weights can fail the draft's schema (then a person takes the case); every
+    // valid draft goes to the cloud here.
+    let escalated: Vec<_> = records
+        .iter()
+        .filter(|r| r["result"]["decision"] == "cloud")
+        .collect();
+    assert!(!escalated.is_empty(), "{records:?}");
     for r in &records {
-        assert_eq!(r["result"]["decision"], "cloud", "{r}");
+        let decision = r["result"]["decision"].as_str().unwrap();
+        assert!(
+            decision == "cloud" || (decision == "human_review" && r["result"]["draft"].is_null()),
+            "{r}"
+        );
+    }
+    for r in &escalated {
         assert!(r["result"]["report"]["verdict"].is_string());
     }
     let requests = cloud.requests();
-    assert_eq!(requests.len(), 3);
+    assert_eq!(requests.len(), escalated.len());
     for entry in std::fs::read_dir(p.path("samples/finance")).unwrap() {
         let case = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for line in case.lines().filter(|l| l.len() > 30) {

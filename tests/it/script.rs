@@ -167,7 +167,10 @@ fn stdlib_modules_import_from_the_binary_and_can_be_overridden() {
 #[test]
 fn array_and_map_size_limits_trip_too() {
     let p = Project::new();
-    p.write("hybrid.toml", "[limits]\nmax_array_size = 100\nmax_map_size = 100\n");
+    p.write(
+        "hybrid.toml",
+        "[limits]\nmax_array_size = 100\nmax_map_size = 100\n",
+    );
     p.write(
         "scripts/grow.rhai",
         "fn process(doc) {\n    if doc.text == \"array\" { let a = []; loop { a.push(1); } }\n    let m = #{}; let i = 0;\n    loop { let one = #{}; one[\"k\" + i] = i; m += one; i += 1; }\n}\n",

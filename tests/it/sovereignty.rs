@@ -180,7 +180,14 @@ fn a_script_that_sends_raw_text_is_blocked_naming_rule_and_field() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["outcome"], "blocked");
     assert_eq!(audit[0]["rule"], "verbatim_overlap");
+    assert_eq!(audit[0]["field"], "prompt");
     assert_eq!(audit[0]["document"], "c1");
+    assert!(
+        audit[0].get("payload").is_none(),
+        "a blocked payload is not written down: {}",
+        audit[0]
+    );
+    assert_eq!(audit[0]["payload_sha256"].as_str().unwrap().len(), 64);
 }
 
 #[test]
