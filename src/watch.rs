@@ -155,7 +155,31 @@ fn dirs_to_watch(spec: &BuildSpec, bundle: &Bundle) -> BTreeSet<PathBuf> {
             dirs.insert(stdlib);
         }
     }
+    // Imports the script names now — possibly in folders that do not exist yet (the edit that
+    // adds `import "helpers/fmt"` before `helpers/` is created): watch the nearest folder that
+    // exists, so creating the rest is seen.
+    let script_dir = parent(&spec.script).unwrap_or_else(|| PathBuf::from("."));
+    for import in named_imports(&spec.script) {
+        let mut dir = parent(&script_dir.join(&import)).unwrap_or_else(|| script_dir.clone());
+        while !dir.is_dir() && dir.starts_with(&script_dir) && dir != script_dir {
+            dir = parent(&dir).unwrap_or_else(|| script_dir.clone());
+        }
+        dirs.insert(dir);
+    }
     dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// The script's own `import "..."` paths, read straight from its text (it may not compile).
+fn named_imports(script: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(script).unwrap_or_default();
+    text.match_indices("import")
+        .filter_map(|(i, _)| {
+            let rest = text[i + "import".len()..].trim_start();
+            let rest = rest.strip_prefix('"')?;
+            let path = &rest[..rest.find('"')?];
+            (!path.starts_with("hybrid/") && !path.contains("..")).then(|| path.to_owned())
+        })
+        .collect()
 }
 
 fn parent(path: &Path) -> Option<PathBuf> {
@@ -194,6 +218,13 @@ fn is_relevant(
     let Ok(event) = event else { return true };
     if event.kind.is_access() {
         return false;
+    }
+    // A new folder may be where a pending import is about to appear.
+    if matches!(
+        event.kind,
+        notify::EventKind::Create(notify::event::CreateKind::Folder)
+    ) {
+        return true;
     }
     event.paths.iter().any(|p| {
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");

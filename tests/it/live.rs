@@ -112,9 +112,32 @@ fn rule_edits_are_picked_up_broken_ones_rejected_and_fixes_taken() {
         "module-edited"
     );
 
+    // An edit that imports from a folder that does not exist yet is rejected; creating the
+    // folder and the module brings it in.
+    p.write(
+        "scripts/s.rhai",
+        "import \"helpers/fmt\" as f;\nfn process(doc) { #{ tag: f::tag() } }\n",
+    );
+    wait_for(60, "the rejected import", || {
+        (running.log().matches("rules not reloaded").count() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    p.write(
+        "scripts/helpers/fmt.rhai",
+        "fn tag() { \"from-new-folder\" }\n",
+    );
+    wait_for(60, "the reload from the new folder", || {
+        (running.log().matches("rules reloaded").count() >= 5).then_some(())
+    });
+    p.write("inbox/f.txt", "sixth");
+    assert_eq!(
+        record_for(&p, "inbox/f.txt")["result"]["tag"],
+        "from-new-folder"
+    );
+
     assert_eq!(running.stop("TERM"), 0);
     let records = read_records(&p.path("out.jsonl"));
-    assert_eq!(records.len(), 5, "each file exactly once: {records:?}");
+    assert_eq!(records.len(), 6, "each file exactly once: {records:?}");
 }
 
 #[test]
