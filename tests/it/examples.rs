@@ -109,13 +109,11 @@ fn contract_triage_escalates_only_extracted_json_to_the_cloud() {
     let url = server.url();
     // Force every contract past the confidence rule, so each one that the local model
     // triaged goes to the cloud.
-    let script = std::fs::read_to_string(p.path("scripts/contract_triage.rhai"))
-        .unwrap()
-        .replace(
-            "const ESCALATE_BELOW = 0.75;",
-            "const ESCALATE_BELOW = 2.0;",
-        );
-    p.write("scripts/contract_triage.rhai", script);
+    p.set_constant(
+        "contract_triage.rhai",
+        "const ESCALATE_BELOW = 0.75;",
+        "const ESCALATE_BELOW = 2.0;",
+    );
     let done = p
         .hybrid(&[
             "run",

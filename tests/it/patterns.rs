@@ -157,13 +157,11 @@ fn intent_parallel_merges_queues_divergences_and_exports_finetuning_pairs() {
     }
 
     // The policy constant: take the cloud's answer instead of queueing.
-    let script = std::fs::read_to_string(p.path("scripts/intent_parallel.rhai"))
-        .unwrap()
-        .replace(
-            "const ON_DIVERGENCE = \"review\";",
-            "const ON_DIVERGENCE = \"cloud\";",
-        );
-    p.write("scripts/intent_parallel.rhai", script);
+    p.set_constant(
+        "intent_parallel.rhai",
+        "const ON_DIVERGENCE = \"review\";",
+        "const ON_DIVERGENCE = \"cloud\";",
+    );
     let done = p
         .hybrid(&[
             "run",
@@ -192,10 +190,11 @@ fn both_keeps_the_local_answer_when_the_cloud_fails() {
     let local = StubServer::start(|_, _| Reply::content(LOCAL));
     let cloud = StubServer::start(|_, _| Reply::error(503, "server_error", "down"));
     let (lu, cu) = (local.url(), cloud.url());
-    let script = std::fs::read_to_string(p.path("scripts/intent_parallel.rhai"))
-        .unwrap()
-        .replace("const SAMPLE_RATE = 0.18;", "const SAMPLE_RATE = 1.0;");
-    p.write("scripts/intent_parallel.rhai", script);
+    p.set_constant(
+        "intent_parallel.rhai",
+        "const SAMPLE_RATE = 0.18;",
+        "const SAMPLE_RATE = 1.0;",
+    );
     let done = p
         .hybrid(&[
             "run",
@@ -271,13 +270,11 @@ fn intent_parallel_and_finance_refine_run_offline_as_their_headers_say() {
 #[test]
 fn finance_refine_sends_the_cloud_the_draft_not_the_case() {
     let p = shipped();
-    let script = std::fs::read_to_string(p.path("scripts/finance_refine.rhai"))
-        .unwrap()
-        .replace(
-            "const CONFIDENT_ENOUGH = 0.9;",
-            "const CONFIDENT_ENOUGH = 2.0;",
-        );
-    p.write("scripts/finance_refine.rhai", script);
+    p.set_constant(
+        "finance_refine.rhai",
+        "const CONFIDENT_ENOUGH = 0.9;",
+        "const CONFIDENT_ENOUGH = 2.0;",
+    );
     let cloud = StubServer::conforming(Duration::ZERO);
     let cu = cloud.url();
     let done = p

@@ -40,13 +40,6 @@ fn plant(p: &Project, dir: &str, canary: &str) {
     }
 }
 
-fn set_constant(p: &Project, script: &str, from: &str, to: &str) {
-    let path = format!("scripts/{script}");
-    let text = std::fs::read_to_string(p.path(&path)).unwrap();
-    assert!(text.contains(from), "{script} has no `{from}`");
-    p.write(&path, text.replace(from, to));
-}
-
 #[test]
 fn no_shipped_pipeline_sends_a_canary_planted_in_its_documents() {
     let p = crate::examples::shipped();
@@ -56,14 +49,12 @@ fn no_shipped_pipeline_sends_a_canary_planted_in_its_documents() {
     // Pattern 1 and 3 never send source text: a plain canary, and rules that escalate all.
     plant(&p, "samples/contracts", CANARY);
     plant(&p, "samples/finance", CANARY);
-    set_constant(
-        &p,
+    p.set_constant(
         "contract_triage.rhai",
         "const ESCALATE_BELOW = 0.75;",
         "const ESCALATE_BELOW = 2.0;",
     );
-    set_constant(
-        &p,
+    p.set_constant(
         "finance_refine.rhai",
         "const CONFIDENT_ENOUGH = 0.9;",
         "const CONFIDENT_ENOUGH = 2.0;",
@@ -98,8 +89,7 @@ fn no_shipped_pipeline_sends_a_canary_planted_in_its_documents() {
         messages.push_str(&format!("{m}\n"));
     }
     p.write("samples/messages.jsonl", messages);
-    set_constant(
-        &p,
+    p.set_constant(
         "intent_parallel.rhai",
         "const SAMPLE_RATE = 0.18;",
         "const SAMPLE_RATE = 1.0;",

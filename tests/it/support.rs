@@ -31,6 +31,15 @@ impl Project {
         path
     }
 
+    /// Edits a rule in `scripts/SCRIPT`, failing the test if the rule is not there (so a
+    /// renamed constant cannot quietly make a test check nothing).
+    pub fn set_constant(&self, script: &str, from: &str, to: &str) {
+        let path = format!("scripts/{script}");
+        let text = std::fs::read_to_string(self.path(&path)).unwrap();
+        assert!(text.contains(from), "{script} has no `{from}`");
+        self.write(&path, text.replace(from, to));
+    }
+
     /// `hybrid ARGS...` run in the project directory, with no API key and no inherited
     /// endpoint settings.
     pub fn hybrid(&self, args: &[&str]) -> Run {
