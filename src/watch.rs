@@ -48,7 +48,7 @@ pub fn spawn(spec: BuildSpec, current: Arc<ArcSwap<Bundle>>) -> notify::Result<R
         let _ = tx.send(event);
     })?;
     let mut watched = BTreeSet::new();
-    rewatch(
+    let _ = rewatch(
         &mut watcher,
         &mut watched,
         &dirs_to_watch(&spec, &current.load()),
@@ -84,11 +84,16 @@ pub fn spawn(spec: BuildSpec, current: Arc<ArcSwap<Bundle>>) -> notify::Result<R
                     }
                 }
                 reload(&spec, &current);
-                rewatch(
+                let added = rewatch(
                     &mut watcher,
                     &mut watched,
                     &dirs_to_watch(&spec, &current.load()),
                 );
+                // Files written into a folder before it was watched raised no event: if a newly
+                // watched folder already holds rules files, build once more to pick them up.
+                if added.iter().any(|dir| holds_rules_files(dir)) {
+                    reload(&spec, &current);
+                }
             }
         });
     Ok(RulesWatcher {
@@ -189,11 +194,13 @@ fn parent(path: &Path) -> Option<PathBuf> {
     }
 }
 
+/// Watches exactly `wanted`; returns the folders newly watched.
 fn rewatch(
     watcher: &mut impl Watcher,
     watched: &mut BTreeSet<PathBuf>,
     wanted: &BTreeSet<PathBuf>,
-) {
+) -> Vec<PathBuf> {
+    let mut added = Vec::new();
     for dir in watched.difference(wanted).cloned().collect::<Vec<_>>() {
         let _ = watcher.unwatch(&dir);
         watched.remove(&dir);
@@ -201,11 +208,28 @@ fn rewatch(
     for dir in wanted.difference(watched).cloned().collect::<Vec<_>>() {
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
-                watched.insert(dir);
+                watched.insert(dir.clone());
+                added.push(dir);
             }
             Err(e) => tracing::warn!(dir = %dir.display(), "cannot watch: {e}"),
         }
     }
+    added
+}
+
+fn holds_rules_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let p = e.path();
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|x| x.to_str()),
+                    Some("rhai" | "json")
+                )
+        })
 }
 
 /// Rules files are `.rhai` and `.json` files in the watched folders (new imports and new
