@@ -49,6 +49,7 @@ fn request(max_tokens: u32, constrained: bool) -> ModelRequest {
         max_tokens: Some(max_tokens),
         temperature: None,
         thinking: false,
+        wire: None,
     }
 }
 

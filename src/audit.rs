@@ -1,7 +1,10 @@
 //! The audit log: one JSON line for every payload that left, would have left (dry-run), or
 //! was stopped (blocked) on its way to the cloud.
 //!
-//! Append-only and flushed per line, so it survives a crash. It is what an auditor asks for
+//! Write-ahead: an `attempt` line (the body, or its hash, and its size) is appended before each
+//! attempt leaves, and nothing is sent if it cannot be written; the call's outcome follows in
+//! a second line. A crash mid-call leaves the attempt line, and the number of attempt lines
+//! is the number of times a payload left. Append-only and flushed per line. It is what an auditor asks for
 //! when a client contract has a data-residency clause: what left, when, for which document,
 //! under which rules, to which host, at what cost.
 
@@ -24,6 +27,8 @@ pub struct AuditError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// About to leave (written before each attempt; the outcome line follows).
+    Attempt,
     Sent,
     Failed,
     Blocked,
@@ -65,6 +70,12 @@ pub struct Entry {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// On an `attempt` line: which attempt (1 is the first, 2 the first retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// On an outcome line: how many times the payload left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// An append-only JSONL file shared by every document in flight. The file is created at the
@@ -89,6 +100,8 @@ impl AuditLog {
         if path.is_dir() {
             return Err(fail(std::io::Error::other("it is a folder")));
         }
+        // A line cut by a crash would swallow the next one: move it aside first.
+        crate::sink::repair_tail(path).map_err(fail)?;
         Ok(AuditLog {
             path: path.to_owned(),
             file: Mutex::new(None),
@@ -100,9 +113,9 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends one line and flushes it. A failure to write is logged, not fatal: the call
-    /// itself already happened (or was stopped).
-    pub fn write(&self, mut entry: Entry) {
+    /// Appends one line with one write and flushes it. An error is logged and returned: the
+    /// caller decides whether a call may go ahead without its line (an attempt may not).
+    pub fn write(&self, mut entry: Entry) -> Result<(), String> {
         if !self.keep_payload {
             entry.payload = None;
         }
@@ -110,7 +123,7 @@ impl AuditLog {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot encode an audit entry: {e}");
-                return;
+                return Err(format!("cannot encode an audit entry: {e}"));
             }
         };
         line.push('\n');
@@ -124,14 +137,87 @@ impl AuditLog {
                 Ok(f) => *file = Some(f),
                 Err(e) => {
                     tracing::error!(path = %self.path.display(), "cannot open the audit log: {e}");
-                    return;
+                    return Err(format!(
+                        "cannot open the audit log `{}`: {e}",
+                        self.path.display()
+                    ));
                 }
             }
         }
         let f = file.as_mut().expect("opened above");
-        if let Err(e) = f.write_all(line.as_bytes()).and_then(|_| f.flush()) {
-            tracing::error!(path = %self.path.display(), "cannot write the audit log: {e}");
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.flush())
+            .map_err(|e| {
+                tracing::error!(path = %self.path.display(), "cannot write the audit log: {e}");
+                format!("cannot write the audit log `{}`: {e}", self.path.display())
+            })
+    }
+}
+
+/// One cloud request on its way out: the exact body (its hash and size, and the body itself
+/// for the first attempt line when the policy keeps payloads), and how often it has left.
+pub struct Egress {
+    log: Option<std::sync::Arc<AuditLog>>,
+    template: Entry,
+    payload: Value,
+    attempts: std::sync::atomic::AtomicU32,
+}
+
+impl Egress {
+    /// `body` is what will be sent, byte for byte; `template` names the document, rules
+    /// version, model and endpoint.
+    pub fn new(
+        log: Option<std::sync::Arc<AuditLog>>,
+        mut template: Entry,
+        payload: Value,
+        body: &[u8],
+    ) -> Egress {
+        template.payload_sha256 = crate::schemas::hash_hex(body);
+        template.bytes = body.len();
+        Egress {
+            log,
+            template,
+            payload,
+            attempts: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// How many times the body has left so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The write-ahead line, before attempt `n` leaves. An error means it must not leave.
+    pub fn before_attempt(&self, n: u32) -> Result<(), String> {
+        self.attempts
+            .fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let mut entry = self.template.clone();
+        entry.time = now();
+        entry.outcome = Outcome::Attempt;
+        entry.attempt = Some(n);
+        // The body once, with the first attempt; retries carry its hash.
+        entry.payload = (n == 1).then(|| self.payload.clone());
+        log.write(entry)
+    }
+
+    /// The outcome line. `keep_payload` for lines that are the only record of the body
+    /// (dry-run: nothing left, so there was no attempt line).
+    pub fn outcome(&self, outcome: Outcome, keep_payload: bool, fill: impl FnOnce(&mut Entry)) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let mut entry = self.template.clone();
+        entry.time = now();
+        entry.outcome = outcome;
+        entry.payload = keep_payload.then(|| self.payload.clone());
+        if outcome != Outcome::DryRun {
+            entry.attempts = Some(self.attempts());
+        }
+        fill(&mut entry);
+        let _ = log.write(entry);
     }
 }
 

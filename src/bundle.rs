@@ -59,6 +59,8 @@ pub struct Bundle {
     /// Every file this bundle was built from, with its content hash (for the watcher and
     /// for saying what changed between versions).
     pub files: BTreeMap<PathBuf, String>,
+    /// The limits the engine was built with (per-document budgets read them too).
+    pub limits: Limits,
 }
 
 impl Bundle {
@@ -98,8 +100,10 @@ impl Bundle {
 
         let loaded = resolver.loaded();
         check_schema_names(&script_name, &ast, &schemas)?;
+        check_no_captures(&script_name, &ast)?;
         for (name, module) in &loaded {
             check_schema_names(name, &module.ast, &schemas)?;
+            check_no_captures(name, &module.ast)?;
         }
 
         // Every file and its content hash; the version hashes them all together.
@@ -137,12 +141,38 @@ impl Bundle {
             version,
             script_name,
             files,
+            limits: limits.clone(),
         })
     }
 }
 
 /// Schema names written as literals (`local(p, "contract_triage")`, `#{ schema: "x" }`)
 /// must exist: a typo is caught before the first document, with its position.
+/// Closures may not capture local variables. A captured variable becomes shared, and a
+/// closure stored in the very map it captures (`m.f = || m.total`) is a reference cycle that
+/// outlives the document: every document would leak its data. Constants and globals are not
+/// captured (they are looked up when the closure runs), so `|x| x > ESCALATE_BELOW` is fine.
+fn check_no_captures(file: &str, ast: &AST) -> Result<(), BundleError> {
+    let mut problem = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Share(vars))) = path.last() {
+            if let Some((var, _)) = vars.iter().find(|(_, index)| index.is_some()) {
+                problem = Some((var.name.to_string(), var.pos));
+                return false;
+            }
+        }
+        true
+    });
+    match problem {
+        None => Ok(()),
+        Some((name, pos)) => Err(BundleError::Script {
+            location: format!("{file}:{}:{}", pos.line().unwrap_or(0), pos.position().unwrap_or(0)),
+            message: format!("a closure captures the local variable `{name}`"),
+            hint: format!("closures may read constants but not capture local variables (a closure stored in a map it captures would keep every document's data alive); pass the value in instead, e.g. `Fn(\"name\").curry({name})` with `fn name({name}, x) {{ ... }}`"),
+        }),
+    }
+}
+
 fn check_schema_names(file: &str, ast: &AST, schemas: &SchemaRegistry) -> Result<(), BundleError> {
     let mut problem = None;
     ast.walk(&mut |path: &[ASTNode]| {

@@ -42,6 +42,9 @@ enum Command {
     Check(CheckArgs),
     /// Summarise result files: calls, tokens, local share, spend, and a cost projection.
     Report(ReportArgs),
+    /// (internal) Extract one PDF's text from stdin, under the limits the parent set.
+    #[command(name = "__extract-pdf", hide = true)]
+    ExtractPdf,
 }
 
 #[derive(Debug, Args)]
@@ -78,9 +81,20 @@ struct RunArgs {
     /// JSONL on stdin.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Write result records to FILE instead of stdout.
+    /// Write result records to FILE instead of stdout. An existing FILE with records needs
+    /// --resume or --overwrite.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Keep the records already in --out and process only the documents without a
+    /// successful one (a killed run picks up where it stopped, paying nothing twice).
+    #[arg(long, requires = "out", conflicts_with = "overwrite")]
+    resume: bool,
+    /// With --resume: skip documents whose earlier record failed too, instead of retrying them.
+    #[arg(long, requires = "resume")]
+    skip_failed: bool,
+    /// Replace an existing --out file.
+    #[arg(long, requires = "out")]
+    overwrite: bool,
     /// Documents in flight at once [default: 4 × cores, at most 32; or `[run] jobs`].
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -218,12 +232,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
         Command::Report(args) => report(args),
+        Command::ExtractPdf => Ok(crate::extract::extract_pdf_child()),
     }
 }
 
+/// Stack for the threads documents run on. Only what a document touches is committed; a
+/// script that builds a value nested a million deep (within `max_document_memory`) is dropped
+/// and printed by recursive code, and must not overflow and take the host down.
+const DOCUMENT_STACK: usize = 1 << 30;
+
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(&args.script, None)?;
-    crate::guard::Guard::new(&config.guard.for_script(&script_name(&args.script)))?;
+    let (policy, _) = config
+        .guard
+        .for_script(&args.script, config.source.as_deref())?;
+    crate::guard::Guard::new(&policy)?;
     let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
     let schemas: Vec<&str> = bundle.schemas.names().collect();
     println!(
@@ -243,7 +266,23 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(&args.script, Some(&args))?;
-    let guard = crate::guard::Guard::new(&config.guard.for_script(&script_name(&args.script)))?;
+    let (policy, applied) = config
+        .guard
+        .for_script(&args.script, config.source.as_deref())?;
+    let guard = crate::guard::Guard::new(&policy)?;
+    match &applied {
+        Some(key) => {
+            tracing::info!(policy = %format!("[guard.scripts.\"{key}\"]"), settings = %config.source.as_deref().unwrap_or(std::path::Path::new("-")).display(), "egress policy for this pipeline")
+        }
+        None => tracing::info!(policy = "[guard]", "egress policy"),
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        crate::extract::isolate_pdfs(crate::extract::Isolation {
+            exe,
+            memory: config.limits.pdf_memory,
+            timeout: std::time::Duration::from_secs(config.limits.pdf_seconds),
+        });
+    }
     let spec = crate::watch::BuildSpec {
         script: args.script.clone(),
         schemas: config.schemas.clone(),
@@ -261,28 +300,61 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !inbox_dirs.is_empty() && args.out.is_none() {
         anyhow::bail!("watching an inbox needs --out FILE\nhint: results are appended to FILE, and FILE.state.jsonl beside it remembers which files are done, so a restart neither loses nor repeats work");
     }
-    let mut out: Box<dyn std::io::Write + Send> = match &args.out {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            }
-            let mut open = std::fs::OpenOptions::new();
-            // A watching host appends: a restart adds to the results, it does not replace them.
-            if args.watch {
-                open.create(true).append(true);
+    // One host per inbox: the lock is taken before anything is written.
+    let inboxes = match (&args.out, inbox_dirs.is_empty()) {
+        (Some(out), false) => {
+            let state = crate::inbox::StateFile::open(&crate::inbox::state_path_for(out))?;
+            let after = if args.move_done {
+                crate::inbox::AfterDone::Move
             } else {
-                open.create(true).write(true).truncate(true);
-            }
-            Box::new(std::io::BufWriter::new(open.open(path).with_context(
-                || format!("cannot open `{}` for writing", path.display()),
-            )?))
+                crate::inbox::AfterDone::Leave
+            };
+            let settle = std::time::Duration::from_millis(args.settle_ms);
+            Some(crate::inbox::Inboxes::new(
+                inbox_dirs.clone(),
+                state,
+                after,
+                settle,
+                args.max_doc_bytes,
+                out,
+            )?)
         }
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        _ => None,
     };
+    // A watching host appends (a restart adds to the results); a batch never truncates an
+    // existing results file unless told to.
+    let existing = if args.overwrite {
+        crate::sink::Existing::Overwrite
+    } else if args.resume || args.watch {
+        crate::sink::Existing::Append
+    } else {
+        crate::sink::Existing::Refuse
+    };
+    let (mut out, done) = match &args.out {
+        Some(path) => crate::sink::Sink::open(path, existing)?,
+        None => (crate::sink::Sink::stdout(), Default::default()),
+    };
+    // A document that already has a record is not run again: with --resume (failed ones
+    // too with --skip-failed), and always when watching, so a crash between writing a record
+    // and marking its inbox file done repeats nothing.
+    let resume = runner::Resume {
+        done: if args.resume || args.watch {
+            done
+        } else {
+            Default::default()
+        },
+        skip_failed: args.skip_failed || args.watch,
+    };
+    if !resume.done.is_empty() {
+        tracing::info!(
+            records = resume.done.len(),
+            "resuming: documents with a record are skipped"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.jobs + 16)
+        .thread_stack_size(DOCUMENT_STACK)
         .build()
         .context("cannot start the async runtime")?;
     tracing::info!(script = %args.script.display(), version = %bundle.version, jobs = config.jobs, "rules loaded");
@@ -312,6 +384,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs: config.jobs,
         max_bytes: args.max_doc_bytes,
         progress: !args.no_progress && !args.watch,
+        max_record_bytes: config.limits.max_record_bytes,
     };
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
     let _rules_watcher = if args.watch {
@@ -329,15 +402,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (tx, rx) = tokio::sync::mpsc::channel(options.jobs * 2);
         // Batch inputs first, then (when watching) the inboxes, through one channel.
         let mut batch = runner::read_sources(sources, options.max_bytes, options.jobs * 2);
-        let inboxes = match (&args.out, inbox_dirs.is_empty()) {
-            (Some(out), false) => {
-                let state = crate::inbox::StateFile::open(&crate::inbox::state_path_for(out))?;
-                let after = if args.move_done { crate::inbox::AfterDone::Move } else { crate::inbox::AfterDone::Leave };
-                let settle = std::time::Duration::from_millis(args.settle_ms);
-                Some(crate::inbox::Inboxes::new(inbox_dirs.clone(), state, after, settle, options.max_bytes))
-            }
-            _ => None,
-        };
         let feeder = {
             let tx = tx.clone();
             let inboxes = inboxes.clone();
@@ -360,12 +424,21 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 inboxes.finished(job, record);
             }
         };
-        let summary = runner::run(bundle, services, rx, &options, &mut *out, &mut on_done, stop_rx).await?;
+        let summary = runner::run(bundle, services, rx, &options, &mut out, &resume, &mut on_done, stop_rx).await;
+        let summary = match summary {
+            // The reader went away (`hybrid run ... | head -1`): stop quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return anyhow::Ok(None),
+            other => other?,
+        };
         // The documents read so far are recorded; now say why intake stopped, if it failed.
         feeder.await.context("the input task failed")??;
-        anyhow::Ok(summary)
+        anyhow::Ok(Some(summary))
     })?;
     drop(out);
+    let Some(summary) = summary else {
+        runtime.shutdown_background();
+        return Ok(ExitCode::SUCCESS);
+    };
     if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("hybrid: {summary}");
     }
@@ -397,14 +470,6 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// `scripts/intent_parallel.rhai` → `intent_parallel`, as `[guard.scripts.NAME]` names it.
-fn script_name(script: &std::path::Path) -> String {
-    script
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The folder of `--out`, else the current one.

@@ -107,16 +107,32 @@ pub struct RunFile {
     pub schemas: Option<PathBuf>,
 }
 
-/// `[limits]`: the Rhai engine's guards against runaway scripts.
+/// `[limits]`: guards against runaway scripts and hostile files. Each fails one document with
+/// kind `limit` (or `input`), never the host.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_operations: u64,
     pub max_call_levels: usize,
     pub max_expr_depth: usize,
+    /// Strings, arrays and maps a script hands to the host or returns.
     pub max_string_size: usize,
     pub max_array_size: usize,
     pub max_map_size: usize,
+    /// How deeply values a script hands to the host (or returns) may nest.
+    pub max_value_depth: usize,
+    /// Bytes of memory one document's script may hold.
+    pub max_document_memory: u64,
+    /// `local()` + `cloud()` calls per document.
+    pub max_calls: usize,
+    /// Bytes of one result record.
+    pub max_record_bytes: usize,
+    /// Bytes one document may `emit`, and `print`.
+    pub max_emit_bytes: usize,
+    pub max_print_bytes: usize,
+    /// Text extraction from one PDF: memory (bytes of address space) and seconds.
+    pub pdf_memory: u64,
+    pub pdf_seconds: u64,
 }
 
 impl Default for Limits {
@@ -128,6 +144,14 @@ impl Default for Limits {
             max_string_size: 16 * 1024 * 1024,
             max_array_size: 200_000,
             max_map_size: 200_000,
+            max_value_depth: 128,
+            max_document_memory: 512 * 1024 * 1024,
+            max_calls: 500,
+            max_record_bytes: 16 * 1024 * 1024,
+            max_emit_bytes: 16 * 1024 * 1024,
+            max_print_bytes: 1024 * 1024,
+            pdf_memory: 1024 * 1024 * 1024,
+            pdf_seconds: 60,
         }
     }
 }

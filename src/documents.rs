@@ -119,11 +119,13 @@ pub fn read_all(sources: &[Source], max_bytes: u64, mut emit: impl FnMut(Input) 
     for source in sources {
         let go_on = match source {
             Source::File(path) => emit(read_file(path, max_bytes)),
-            Source::Jsonl(path) => match std::fs::File::open(path) {
-                Ok(f) => read_jsonl(BufReader::new(f), Some(path), &mut emit),
-                Err(e) => emit(Err(failed_path(path, format!("cannot open: {e}")))),
+            Source::Jsonl(path) => match regular_file(path)
+                .and_then(|()| std::fs::File::open(path).map_err(|e| format!("cannot open: {e}")))
+            {
+                Ok(f) => read_jsonl(BufReader::new(f), Some(path), max_bytes, &mut emit),
+                Err(reason) => emit(Err(failed_path(path, reason))),
             },
-            Source::Stdin => read_jsonl(std::io::stdin().lock(), None, &mut emit),
+            Source::Stdin => read_jsonl(std::io::stdin().lock(), None, max_bytes, &mut emit),
         };
         if !go_on {
             return;
@@ -156,6 +158,9 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Input {
             "file name is not valid UTF-8; rename the file".into(),
         ));
     }
+    // Only regular files are opened: opening a FIFO blocks until a writer comes, and a
+    // device or socket is no document.
+    regular_file(path).map_err(|reason| failed_path(path, reason))?;
     let file =
         std::fs::File::open(path).map_err(|e| failed_path(path, format!("cannot open: {e}")))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -192,6 +197,38 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Input {
     })
 }
 
+/// `Ok` for a regular file (or a link to one); otherwise why it is not a document.
+pub fn regular_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if std::fs::symlink_metadata(path).is_ok() {
+                "a broken symbolic link (its target does not exist)".into()
+            } else {
+                "the file is gone (deleted before it could be read)".into()
+            })
+        }
+        Err(e) => return Err(format!("cannot read its metadata: {e}")),
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    };
+    Err(format!("{what}, not a document file; it was not opened\nhint: pass stream input as JSONL on stdin (`-`)"))
+}
+
 /// Text must be UTF-8 without NUL bytes; anything else is most likely binary.
 fn decode_text(bytes: &[u8]) -> Result<String, String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -206,22 +243,72 @@ fn decode_text(bytes: &[u8]) -> Result<String, String> {
     })
 }
 
-fn read_jsonl(
-    reader: impl BufRead,
+/// Reads one line into `buf` (without its `\n`), keeping at most `max` bytes of it: returns
+/// the line's full length, or `None` at the end of input.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: u64,
+) -> std::io::Result<Option<u64>> {
+    buf.clear();
+    let mut total: u64 = 0;
+    let mut any = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(total));
+        }
+        any = true;
+        let (take, done) = match memchr_newline(chunk) {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        let room = (max + 1).saturating_sub(buf.len() as u64) as usize;
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        total += take as u64;
+        reader.consume(take + usize::from(done));
+        if done {
+            return Ok(Some(total));
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// One document per line; a line over `max_bytes` is an error record, never held in memory.
+pub fn read_jsonl(
+    mut reader: impl BufRead,
     path: Option<&Path>,
+    max_bytes: u64,
     emit: &mut impl FnMut(Input) -> bool,
 ) -> bool {
     let origin = path.map(display_path).unwrap_or_else(|| "-".into());
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let lineno = i + 1;
+    let mut bytes = Vec::new();
+    let mut lineno = 0;
+    loop {
+        lineno += 1;
+        let line = read_line_bounded(&mut reader, &mut bytes, max_bytes);
         let at = format!("{origin}:{lineno}");
         let input = match line {
-            Err(e) => Err(Failed {
+            Ok(None) => return true,
+            Err(e) => {
+                let _ = emit(Err(Failed {
+                    id: at.clone(),
+                    source: at.clone(),
+                    reason: format!("cannot read line: {e}"),
+                }));
+                return true;
+            }
+            Ok(Some(len)) if len > max_bytes => Err(Failed {
                 id: at.clone(),
                 source: at.clone(),
-                reason: format!("cannot read line: {e}"),
+                reason: format!(
+                    "the line is {len} bytes, over the {max_bytes}-byte limit (--max-doc-bytes)"
+                ),
             }),
-            Ok(bytes) => {
+            Ok(Some(_)) => {
                 if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
@@ -236,7 +323,6 @@ fn read_jsonl(
             return false;
         }
     }
-    true
 }
 
 fn jsonl_document(
@@ -336,6 +422,42 @@ mod tests {
         assert!(got[1].as_ref().unwrap_err().reason.contains("binary"));
         assert!(got[2].as_ref().unwrap_err().reason.contains("empty"));
         assert!(got[3].as_ref().unwrap_err().reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_jsonl_line_over_the_limit_is_an_error_record_and_the_rest_go_on() {
+        let long = format!("{{\"id\": \"big\", \"text\": \"{}\"}}", "x".repeat(5000));
+        let input = format!("{{\"id\": \"a\"}}\n{long}\n{{\"id\": \"b\"}}");
+        let mut got = Vec::new();
+        read_jsonl(input.as_bytes(), None, 1000, &mut |i| {
+            got.push(i);
+            true
+        });
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().unwrap().id, "a");
+        assert!(got[1]
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("over the 1000-byte limit"));
+        assert_eq!(got[2].as_ref().unwrap().id, "b");
+    }
+
+    #[test]
+    fn fifos_and_broken_links_are_error_records_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.txt");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("link.txt"))
+            .unwrap();
+        let got = collect(&sources(&[dir.path().to_owned()]).unwrap());
+        let reasons: Vec<&str> = got
+            .iter()
+            .map(|i| i.as_ref().unwrap_err().reason.as_str())
+            .collect();
+        assert!(reasons[0].contains("broken symbolic link"), "{reasons:?}");
+        assert!(reasons[1].contains("FIFO"), "{reasons:?}");
     }
 
     #[test]

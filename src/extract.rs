@@ -4,14 +4,149 @@
 //! and its text and PDF attachments appended (each listed in `meta.attachments`). Anything
 //! that cannot be read — corrupt, encrypted, image-only — is an error with a reason, never a
 //! panic: the PDF library is run behind `catch_unwind`.
+//!
+//! A 90 KB PDF can expand to gigabytes. The `hybrid` binary therefore extracts each PDF in a
+//! child process of its own (`hybrid __extract-pdf`) under an address-space limit and a
+//! deadline, so a decompression bomb fails that document only.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+
+/// Where and how PDFs are extracted out of process; unset (library uses, unit tests) means
+/// in process.
+static ISOLATION: OnceLock<Isolation> = OnceLock::new();
+
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    /// The `hybrid` binary, which has the hidden `__extract-pdf` command.
+    pub exe: PathBuf,
+    /// Bytes of address space the child may map (its program included).
+    pub memory: u64,
+    pub timeout: Duration,
+}
+
+/// Extract PDFs in child processes from now on.
+pub fn isolate_pdfs(isolation: Isolation) {
+    let _ = ISOLATION.set(isolation);
+}
 
 /// Text of a PDF, or why there is none.
 pub fn pdf_text(bytes: &[u8]) -> Result<String, String> {
     if !bytes.starts_with(b"%PDF") {
         return Err("not a PDF (no %PDF header); the file may be corrupt or misnamed".into());
     }
+    match ISOLATION.get() {
+        Some(isolation) => pdf_text_in_child(bytes, isolation),
+        None => pdf_text_here(bytes),
+    }
+}
+
+/// The child's side: a PDF on stdin, `{"text": ...}` or `{"error": ...}` on stdout.
+pub fn extract_pdf_child() -> std::process::ExitCode {
+    // A panic inside the PDF library is reported once, not with a backtrace.
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut bytes = Vec::new();
+    if std::io::stdin().read_to_end(&mut bytes).is_err() {
+        return std::process::ExitCode::from(1);
+    }
+    let answer = match pdf_text_here(&bytes) {
+        Ok(text) => json!({"text": text}),
+        Err(error) => json!({"error": error}),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer(&mut out, &answer).is_ok() && out.flush().is_ok();
+    if written {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}
+
+fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, String> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    let limit = isolation.memory;
+    let mut command = Command::new(&isolation.exe);
+    command
+        .arg("__extract-pdf")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("HYBRID_LOG", "off");
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let rlim = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rlim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the PDF extractor: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() >= isolation.timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("the PDF extractor failed: {e}")),
+        }
+    };
+    let _ = writer.join();
+    let output = reader.join().unwrap_or_default();
+    let Some(status) = status else {
+        return Err(format!(
+            "text extraction took longer than {} s and was stopped (a PDF built to exhaust readers?)\nhint: if the PDF is real, raise `pdf_seconds` under [limits] in hybrid.toml",
+            isolation.timeout.as_secs()
+        ));
+    };
+    if let Ok(answer) = serde_json::from_slice::<Value>(&output) {
+        if let Some(text) = answer["text"].as_str() {
+            return Ok(text.to_owned());
+        }
+        if let Some(error) = answer["error"].as_str() {
+            return Err(error.to_owned());
+        }
+    }
+    // No answer: the child ran out of memory (allocation failure aborts) or crashed.
+    let how = match status.signal() {
+        Some(libc::SIGABRT) | Some(libc::SIGSEGV) | Some(libc::SIGKILL) | None => format!(
+            "text extraction needed more than its {} memory budget and was stopped (a decompression bomb?)",
+            crate::host::budget::human_bytes(isolation.memory)
+        ),
+        Some(signal) => format!("the PDF extractor crashed (signal {signal})"),
+    };
+    Err(format!(
+        "{how}\nhint: if the PDF is real, raise `pdf_memory` under [limits] in hybrid.toml"
+    ))
+}
+
+fn pdf_text_here(bytes: &[u8]) -> Result<String, String> {
     let extracted = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
     let encrypted = contains(bytes, b"/Encrypt");
     match extracted {

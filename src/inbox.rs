@@ -43,6 +43,59 @@ pub enum InboxError {
         path: PathBuf,
         source: notify::Error,
     },
+    #[error("inbox `{path}` is already watched by another hybrid host ({holder})\nhint: stop that host first, or give this one an inbox of its own; two hosts on one inbox would process every file twice")]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot lock inbox `{path}`: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The lock file each watched inbox holds, hidden so it is never taken for a document.
+const LOCK_FILE: &str = ".hybrid.lock";
+
+/// Takes the inbox's lock (released when the process ends, however it ends) and writes who
+/// holds it, for the message a second host gets.
+fn lock_inbox(dir: &Path, out: &Path) -> Result<std::fs::File, InboxError> {
+    let path = dir.join(LOCK_FILE);
+    let fail = |source| InboxError::Lock {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(fail)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+            return Err(InboxError::Locked {
+                path: dir.to_owned(),
+                holder: if holder.trim().is_empty() {
+                    "a process that has not said who it is".into()
+                } else {
+                    holder.trim().to_owned()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+    }
+    let who = format!(
+        "pid {} since {}, writing `{}`",
+        std::process::id(),
+        crate::audit::now(),
+        out.display()
+    );
+    file.set_len(0).map_err(fail)?;
+    file.write_all(who.as_bytes()).map_err(fail)?;
+    file.flush().map_err(fail)?;
+    Ok(file)
 }
 
 /// A file's identity for "done already?": the same path with the same size and mtime.
@@ -93,6 +146,8 @@ impl StateFile {
             source,
         };
         let mut done = HashMap::new();
+        // A line cut by a crash would swallow the next one appended: move it aside first.
+        crate::sink::repair_tail(path).map_err(err)?;
         if let Ok(f) = std::fs::File::open(path) {
             for line in std::io::BufReader::new(f).lines() {
                 let line = line.map_err(err)?;
@@ -182,18 +237,34 @@ pub struct Inboxes {
     after: AfterDone,
     settle: Duration,
     max_bytes: u64,
-    /// Files handed to the runner and not finished yet, with the stamp they were read at.
-    in_flight: Mutex<HashMap<PathBuf, Stamp>>,
+    /// Files handed to the runner and not finished yet: the stamp they were read at, how many
+    /// of their documents are still running (a `.jsonl` file is one per line), and whether
+    /// any failed.
+    in_flight: Mutex<HashMap<PathBuf, InFlight>>,
+    /// The inboxes' locks, held while the host runs.
+    _locks: Vec<std::fs::File>,
+}
+
+struct InFlight {
+    stamp: Stamp,
+    remaining: usize,
+    failed: bool,
 }
 
 impl Inboxes {
+    /// Takes each inbox's lock: a second host on the same inbox is refused, naming the first.
     pub fn new(
         dirs: Vec<PathBuf>,
         state: StateFile,
         after: AfterDone,
         settle: Duration,
         max_bytes: u64,
-    ) -> Arc<Inboxes> {
+        out: &Path,
+    ) -> Result<Arc<Inboxes>, InboxError> {
+        let locks = dirs
+            .iter()
+            .map(|d| lock_inbox(d, out))
+            .collect::<Result<Vec<_>, _>>()?;
         let dirs = dirs
             .into_iter()
             .map(|d| {
@@ -201,14 +272,15 @@ impl Inboxes {
                 (d, canonical)
             })
             .collect();
-        Arc::new(Inboxes {
+        Ok(Arc::new(Inboxes {
             dirs,
             state,
             after,
             settle,
             max_bytes,
             in_flight: Mutex::new(HashMap::new()),
-        })
+            _locks: locks,
+        }))
     }
 
     pub fn state_path(&self) -> &Path {
@@ -299,7 +371,8 @@ impl Inboxes {
                 }
                 seen.insert(path);
             }
-            if last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
+            let rescan = last_scan.is_none_or(|t| t.elapsed() >= RESCAN);
+            if rescan {
                 last_scan = Some(Instant::now());
                 for (dir, _) in &self.dirs {
                     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -314,7 +387,27 @@ impl Inboxes {
                     }
                 }
             }
-            let mut ready = Vec::new();
+            // FIFOs, sockets, devices and broken links are never opened, but each gets a record
+            // (once) saying why it was not processed.
+            let mut special = Vec::new();
+            if rescan {
+                for (dir, _) in &self.dirs {
+                    if let Ok(entries) = std::fs::read_dir(dir) {
+                        for entry in entries.filter_map(|e| e.ok()) {
+                            let path = entry.path();
+                            let not_regular = entry.file_type().is_ok_and(|t| {
+                                !t.is_dir() && !t.is_file() && !(t.is_symlink() && path.is_dir())
+                            }) && !path.is_file();
+                            if not_regular && is_named(&path) {
+                                if let Some(s) = special_stamp(&path) {
+                                    special.push((path, s));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mut ready: Vec<(PathBuf, Stamp)> = special;
             pending.retain(|path, (last, since)| match stamp(path) {
                 None => false,
                 Some(now) if now != *last => {
@@ -336,24 +429,58 @@ impl Inboxes {
                 {
                     // Under the lock `finished` holds while recording, so a file is always
                     // seen either in flight or done.
-                    let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    if in_flight.get(&path) == Some(&stamp)
+                    let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                    if in_flight.get(&path).is_some_and(|f| f.stamp == stamp)
                         || self.state.is_done(&self.key(&path), &stamp)
                     {
                         continue;
                     }
-                    in_flight.insert(path.clone(), stamp);
                 }
                 tracing::debug!(file = %path.display(), "inbox file ready");
-                let input = documents::read_file(&path, self.max_bytes);
-                if jobs
-                    .blocking_send(Job {
-                        input,
-                        inbox_file: Some(path),
-                    })
-                    .is_err()
+                // A `.jsonl` file is one document per line, as in a batch.
+                let mut inputs = Vec::new();
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"))
+                    && path.is_file()
                 {
-                    return;
+                    documents::read_all(
+                        &[documents::Source::Jsonl(path.clone())],
+                        self.max_bytes,
+                        |input| {
+                            inputs.push(input);
+                            true
+                        },
+                    );
+                } else {
+                    inputs.push(documents::read_file(&path, self.max_bytes));
+                }
+                if inputs.is_empty() {
+                    inputs.push(Err(documents::Failed {
+                        id: path.display().to_string(),
+                        source: path.display().to_string(),
+                        reason: "the JSONL file holds no documents".into(),
+                    }));
+                }
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        path.clone(),
+                        InFlight {
+                            stamp,
+                            remaining: inputs.len(),
+                            failed: false,
+                        },
+                    );
+                for input in inputs {
+                    let job = Job {
+                        input: input.map(std::sync::Arc::new),
+                        inbox_file: Some(path.clone()),
+                    };
+                    if jobs.blocking_send(job).is_err() {
+                        return;
+                    }
                 }
             }
             std::thread::sleep(TICK);
@@ -376,13 +503,19 @@ impl Inboxes {
         // Hold the in-flight lock until the file is recorded, so the scanner never sees it
         // neither in flight nor done.
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(stamp) = in_flight.get(path).cloned() else {
+        let Some(file) = in_flight.get_mut(path) else {
             return;
         };
-        let moved = self.after == AfterDone::Move && self.move_out(path, record.ok);
+        file.remaining = file.remaining.saturating_sub(1);
+        file.failed |= !record.ok;
+        if file.remaining > 0 {
+            return;
+        }
+        let (stamp, ok) = (file.stamp.clone(), !file.failed);
+        let moved = self.after == AfterDone::Move && path.exists() && self.move_out(path, ok);
         // A failed file moved to `failed/` is not recorded as done: moving it back into the
         // inbox (after fixing the cause) processes it again.
-        if !(moved && !record.ok) {
+        if !(moved && !ok) {
             self.state.mark(&self.key(path), stamp, record);
         }
         in_flight.remove(path);
@@ -431,9 +564,28 @@ impl Inboxes {
     }
 }
 
+/// A special file's identity: its own metadata (a FIFO's, a link's), never its target's.
+fn special_stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    Some(Stamp {
+        size: meta.len(),
+        mtime_ns: mtime.as_nanos(),
+    })
+}
+
 /// Inbox files worth reading: not hidden, not an editor's or a download's temporary file,
 /// not a folder.
 fn wanted(path: &Path) -> bool {
+    is_named(path) && path.is_file()
+}
+
+/// Not hidden, not an editor's or a download's temporary file (by name alone).
+fn is_named(path: &Path) -> bool {
     let Some(name) = path.file_name() else {
         return false;
     };
@@ -450,7 +602,7 @@ fn wanted(path: &Path) -> bool {
         ]
         .iter()
         .any(|s| name.ends_with(s));
-    !temporary && path.is_file()
+    !temporary
 }
 
 /// `results.jsonl` → `results.state.jsonl`.

@@ -16,8 +16,11 @@
 //! | find, compile and check JSON Schemas               | [`schemas`]               |
 //! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
 //! | run many documents and write result records        | [`runner`], [`record`]    |
+//! | write records whole; resume; repair cut lines      | [`sink`]                  |
+//! | per-document budgets: memory, calls, output, depth | [`host::budget`]          |
 //! | reload the rules live; watch inboxes               | [`watch`], [`inbox`]      |
 //! | check what leaves for the cloud (egress guard)     | [`guard`]                 |
+//! | see copied text through disguise, across calls     | [`guard::overlap`]        |
 //! | log every cloud payload for auditors               | [`audit`]                 |
 //! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
 
@@ -36,4 +39,9 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod schemas;
+pub mod sink;
 pub mod watch;
+
+/// Counts each thread's memory, for the per-document budget (`host::budget`).
+#[global_allocator]
+static ALLOCATOR: host::budget::CountingAllocator = host::budget::CountingAllocator;

@@ -77,6 +77,8 @@ pub struct Summary {
     pub failed_calls: u64,
     pub tokens: u64,
     pub wall_ms: u64,
+    /// Documents passed over because the results file already had their record (--resume).
+    pub skipped: u64,
 }
 
 impl Summary {
@@ -114,6 +116,10 @@ impl std::fmt::Display for Summary {
             self.failed_calls,
             self.tokens,
             self.wall_ms as f64 / 1000.0
-        )
+        )?;
+        if self.skipped > 0 {
+            write!(f, "; {} skipped (already in the results)", self.skipped)?;
+        }
+        Ok(())
     }
 }

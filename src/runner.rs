@@ -6,7 +6,7 @@
 //! the rules under a document already running. On shutdown (Ctrl-C, SIGTERM) no new job is
 //! taken and the ones in flight finish.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,20 +16,40 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::bundle::Bundle;
-use crate::documents::{self, Input, Source};
+use crate::documents::{self, Document, Source};
 use crate::host::{self, Services};
 use crate::record::{Record, RecordError, Summary};
+use crate::sink::Sink;
 
 pub struct RunOptions {
     pub jobs: usize,
     pub max_bytes: u64,
     /// Show a progress line on stderr (only honoured when stderr is a terminal).
     pub progress: bool,
+    /// A record longer than this becomes a `limit` error record.
+    pub max_record_bytes: usize,
+}
+
+/// Documents that already have a record (from an earlier run into the same results file),
+/// and which of them count as done.
+#[derive(Default)]
+pub struct Resume {
+    pub done: crate::sink::Done,
+    /// Skip documents whose record failed too (otherwise they run again).
+    pub skip_failed: bool,
+}
+
+impl Resume {
+    fn skips(&self, id: &str) -> Option<&crate::sink::Prior> {
+        self.done
+            .get(id)
+            .filter(|prior| prior.ok || self.skip_failed)
+    }
 }
 
 /// One document to process, and the inbox file it came from (if it did).
 pub struct Job {
-    pub input: Input,
+    pub input: Result<Arc<Document>, documents::Failed>,
     pub inbox_file: Option<PathBuf>,
 }
 
@@ -43,7 +63,7 @@ pub fn read_sources(sources: Vec<Source>, max_bytes: u64, capacity: usize) -> mp
     std::thread::spawn(move || {
         documents::read_all(&sources, max_bytes, |input| {
             tx.blocking_send(Job {
-                input,
+                input: input.map(Arc::new),
                 inbox_file: None,
             })
             .is_ok()
@@ -59,7 +79,8 @@ pub async fn run(
     services: Arc<Services>,
     mut jobs: mpsc::Receiver<Job>,
     options: &RunOptions,
-    out: &mut (dyn Write + Send),
+    out: &mut Sink,
+    resume: &Resume,
     on_done: &mut OnDone<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Summary> {
@@ -72,28 +93,33 @@ pub async fn run(
 
     let mut summary = Summary::default();
     let mut in_flight: JoinSet<(Job, Record)> = JoinSet::new();
-    let mut finish = |job: Job, record: Record, summary: &mut Summary| -> std::io::Result<()> {
-        summary.add(&record);
-        let line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        out.flush()?;
-        on_done(&job, &record);
-        if let Some(bar) = &progress {
-            bar.set_message(format!(
-                "{} documents, {} failed",
-                summary.documents, summary.failed
-            ));
-        }
-        Ok(())
-    };
+    // `skipped`: the document already has a record (resume); only the completion hook runs.
+    let mut finish =
+        |job: Job, record: Record, summary: &mut Summary, skipped: bool| -> std::io::Result<()> {
+            if skipped {
+                summary.skipped += 1;
+                on_done(&job, &record);
+                return Ok(());
+            }
+            let (record, line) = encode(record, options.max_record_bytes);
+            summary.add(&record);
+            out.write_line(&line)?;
+            on_done(&job, &record);
+            if let Some(bar) = &progress {
+                bar.set_message(format!(
+                    "{} documents, {} failed",
+                    summary.documents, summary.failed
+                ));
+            }
+            Ok(())
+        };
 
     loop {
         // Room for one more? Otherwise wait for one to finish (or for the shutdown).
         if in_flight.len() >= options.jobs {
             let done = in_flight.join_next().await.expect("a task is in flight");
             let (job, record) = joined(done);
-            finish(job, record, &mut summary)?;
+            finish(job, record, &mut summary, false)?;
             continue;
         }
         let job = tokio::select! {
@@ -103,7 +129,7 @@ pub async fn run(
             },
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 let (job, record) = joined(done);
-                finish(job, record, &mut summary)?;
+                finish(job, record, &mut summary, false)?;
                 continue;
             }
             _ = shutdown.wait_for(|stop| *stop) => {
@@ -111,6 +137,20 @@ pub async fn run(
                 break;
             }
         };
+        let id = match &job.input {
+            Ok(doc) => &doc.id,
+            Err(failed) => &failed.id,
+        };
+        if let Some(prior) = resume.skips(id) {
+            tracing::debug!(doc = %id, "already has a record: skipped");
+            let record = Record {
+                ok: prior.ok,
+                version: prior.version.clone(),
+                ..failed_record(id, String::new(), "", "", String::new())
+            };
+            finish(job, record, &mut summary, true)?;
+            continue;
+        }
         match &job.input {
             Ok(_) => {
                 let bundle = bundle.load_full();
@@ -143,13 +183,13 @@ pub async fn run(
                     "input",
                     failed.reason.clone(),
                 );
-                finish(job, record, &mut summary)?;
+                finish(job, record, &mut summary, false)?;
             }
         }
     }
     while let Some(done) = in_flight.join_next().await {
         let (job, record) = joined(done);
-        finish(job, record, &mut summary)?;
+        finish(job, record, &mut summary, false)?;
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -179,6 +219,38 @@ fn joined(result: Result<(Job, Record), tokio::task::JoinError>) -> (Job, Record
         };
         (job, record)
     })
+}
+
+/// The record's line; a record too long, or one that cannot be written as JSON, becomes an
+/// error record for its document instead of stopping the run.
+fn encode(record: Record, max_bytes: usize) -> (Record, Vec<u8>) {
+    let replacement = match crate::sink::line_of(&record) {
+        Ok(line) if line.len() <= max_bytes => return (record, line),
+        Ok(line) => failed_record(
+            &record.id,
+            record.source.clone(),
+            &record.version,
+            "limit",
+            format!(
+                "the document's record would be {} bytes, over the {max_bytes}-byte limit\nhint: return less, or raise `max_record_bytes` under [limits] in hybrid.toml",
+                line.len()
+            ),
+        ),
+        Err(e) => failed_record(
+            &record.id,
+            record.source.clone(),
+            &record.version,
+            "internal",
+            format!("the record cannot be written as JSON: {e}"),
+        ),
+    };
+    let record = Record {
+        calls: record.calls,
+        elapsed_ms: record.elapsed_ms,
+        ..replacement
+    };
+    let line = crate::sink::line_of(&record).expect("an error record is plain JSON");
+    (record, line)
 }
 
 fn failed_record(id: &str, source: String, version: &str, kind: &str, message: String) -> Record {

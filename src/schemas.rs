@@ -136,8 +136,20 @@ pub struct SchemaRegistry {
     named: BTreeMap<String, Arc<Schema>>,
     /// Files read, with their contents hash, for the bundle's version.
     pub files: Vec<(PathBuf, String)>,
-    inline: Mutex<HashMap<String, Arc<Schema>>>,
+    inline: Mutex<InlineCache>,
 }
+
+/// Compiled inline schemas, by content hash. Bounded: a pipeline that builds a new schema for
+/// every document must not grow the host without end; the oldest are compiled again if
+/// they come back.
+#[derive(Debug, Default)]
+struct InlineCache {
+    by_hash: HashMap<String, Arc<Schema>>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Inline schemas kept compiled at once.
+const INLINE_CACHE: usize = 256;
 
 impl SchemaRegistry {
     /// Compiles every `*.json` in `dir`. One bad schema fails the whole load, naming the file.
@@ -217,7 +229,7 @@ impl SchemaRegistry {
     pub fn inline(&self, json: Value) -> Result<Arc<Schema>, SchemaError> {
         let key = hash_hex(json.to_string().as_bytes());
         let mut cache = self.inline.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = cache.get(&key) {
+        if let Some(s) = cache.by_hash.get(&key) {
             return Ok(s.clone());
         }
         let name = json
@@ -226,7 +238,13 @@ impl SchemaRegistry {
             .unwrap_or("inline")
             .to_owned();
         let schema = Arc::new(Schema::compile(&name, json)?);
-        cache.insert(key, schema.clone());
+        if cache.order.len() >= INLINE_CACHE {
+            if let Some(oldest) = cache.order.pop_front() {
+                cache.by_hash.remove(&oldest);
+            }
+        }
+        cache.order.push_back(key.clone());
+        cache.by_hash.insert(key, schema.clone());
         Ok(schema)
     }
 }
@@ -252,6 +270,19 @@ pub fn hash_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_inline_schema_cache_is_bounded() {
+        let registry = SchemaRegistry::default();
+        for i in 0..(INLINE_CACHE + 50) {
+            registry
+                .inline(json!({"type": "object", "description": format!("schema {i}")}))
+                .unwrap();
+        }
+        let cache = registry.inline.lock().unwrap();
+        assert_eq!(cache.by_hash.len(), INLINE_CACHE);
+        assert_eq!(cache.order.len(), INLINE_CACHE);
+    }
 
     #[test]
     fn violations_name_the_path() {

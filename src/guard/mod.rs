@@ -6,6 +6,7 @@
 //! names the rule and the field, never the offending text.
 
 pub mod detectors;
+pub mod overlap;
 
 use std::collections::BTreeMap;
 
@@ -38,9 +39,10 @@ pub struct GuardConfig {
     /// Per-detector actions, by name: `email`, `phone`, `payment_card`, `iban`, `nit_co`,
     /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`.
     pub detectors: BTreeMap<String, Action>,
-    /// `[guard.scripts.NAME]`: a looser or stricter policy for one pipeline, by script file
-    /// name without `.rhai` — kept in the config, where the data owner sees it, not in the
-    /// script.
+    /// `[guard.scripts."scripts/NAME.rhai"]`: a looser or stricter policy for one pipeline,
+    /// keyed by the script's path relative to the settings file — kept in the config, where
+    /// the data owner sees it, not in the script, and never inherited by another script that
+    /// happens to share the file name.
     pub scripts: BTreeMap<String, GuardOverride>,
 }
 
@@ -67,17 +69,43 @@ impl Default for GuardConfig {
 }
 
 impl GuardConfig {
-    /// The policy for one pipeline: the global one with its `[guard.scripts.NAME]` applied.
-    pub fn for_script(&self, name: &str) -> GuardConfig {
+    /// The policy for the pipeline `script`: the global one with the `[guard.scripts."PATH"]`
+    /// whose path (relative to the settings file `settings`) is that very script, if any —
+    /// and that key, so the start-up log can say which policy applies.
+    pub fn for_script(
+        &self,
+        script: &std::path::Path,
+        settings: Option<&std::path::Path>,
+    ) -> Result<(GuardConfig, Option<String>), GuardError> {
         let mut merged = self.clone();
         merged.scripts.clear();
-        if let Some(o) = self.scripts.get(name) {
+        let base = settings
+            .and_then(|s| s.parent())
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(std::path::Path::new("."));
+        let script = script.canonicalize().ok();
+        let mut applied = None;
+        for (key, o) in &self.scripts {
+            if !key.ends_with(".rhai") {
+                return Err(GuardError::BareScriptKey(key.clone()));
+            }
+            let same = base.join(key).canonicalize().ok();
+            if same.is_none() || same != script {
+                continue;
+            }
             merged.max_shared_words = o.max_shared_words.unwrap_or(merged.max_shared_words);
             merged.overlap = o.overlap.unwrap_or(merged.overlap);
             merged.structured_only = o.structured_only.unwrap_or(merged.structured_only);
             merged.detectors.extend(o.detectors.clone());
+            applied = Some(key.clone());
         }
-        merged
+        Ok((merged, applied))
     }
 }
 
@@ -94,6 +122,8 @@ fn default_action(kind: Kind) -> Action {
 pub enum GuardError {
     #[error("unknown detector `{0}` under [guard.detectors]\nhint: the detectors are email, phone, payment_card, iban, nit_co, cedula_co, rfc_mx, curp_mx, cuit_ar, cpf_br, cnpj_br")]
     UnknownDetector(String),
+    #[error("[guard.scripts.{0}] names a script by its bare name, which any script of that name anywhere would inherit\nhint: key it by the script's path relative to the settings file, e.g. [guard.scripts.\"scripts/{0}.rhai\"]")]
+    BareScriptKey(String),
     #[error("`overlap = \"redact\"` under [guard] is not supported: copied source text cannot be redacted away\nhint: use `block` (the default) or `allow`")]
     OverlapRedact,
 }
@@ -176,9 +206,15 @@ impl Guard {
         })
     }
 
-    /// Checks (and redacts, in place) a payload bound for the cloud. `source` is the text of
-    /// the document being processed.
-    pub fn check(&self, parts: &mut Parts, source: &str) -> Result<Vec<Redaction>, Blocked> {
+    /// Whether the overlap rule is on (then a document's [`overlap::Window`] is worth building).
+    pub fn checks_overlap(&self) -> bool {
+        self.overlap == Action::Block
+    }
+
+    /// The first pass, on the call's parts before they become a request: the policy on
+    /// prompts, and personal data redacted (or blocked) field by field, so records and errors
+    /// can name `input/parties/0/email` rather than a place in a message.
+    pub fn check_parts(&self, parts: &mut Parts) -> Result<Vec<Redaction>, Blocked> {
         if self.structured_only && parts.prompt.is_some() {
             return Err(Blocked {
                 rule: "structured_only".into(),
@@ -188,47 +224,88 @@ impl Guard {
         }
         let mut redactions = Vec::new();
         if let Some(system) = &mut parts.system {
-            self.check_text("system", system, source, &mut redactions)?;
+            self.check_text("system", system, &mut redactions)?;
         }
         if let Some(prompt) = &mut parts.prompt {
-            self.check_text("prompt", prompt, source, &mut redactions)?;
+            self.check_text("prompt", prompt, &mut redactions)?;
         }
         if let Some(input) = &mut parts.input {
-            self.check_value("input".into(), input, source, &mut redactions)?;
-            // A passage split over many short fields passes each field's check: check them
-            // joined too.
-            if self.overlap == Action::Block && !source.is_empty() {
-                let mut joined = String::new();
-                collect_strings(input, &mut joined);
-                let (run, _) = detectors::longest_shared_run(&joined, source);
-                if run > self.max_shared_words {
-                    return Err(Blocked {
-                        rule: "verbatim_overlap".into(),
-                        field: "input".into(),
-                        detail: format!(
-                            "its fields together repeat {run} consecutive words of the document (the limit is {}); send extracted fields, not source text",
-                            self.max_shared_words
-                        ),
-                    });
-                }
-            }
+            self.check_value("input".into(), input, &mut redactions)?;
         }
         Ok(redactions)
+    }
+
+    /// The last pass, on the request body exactly as it will leave: every string in it —
+    /// messages, the schema's names, descriptions and enum values, property names, anything —
+    /// is scanned for personal data, base64 and hex runs are decoded and scanned too, and all
+    /// of it, joined, is compared with the document (and what its earlier calls sent).
+    ///
+    /// `prompt_len` is the length of the prompt at the start of the user message (the rest is
+    /// the input), so findings can be named `prompt` or `input`.
+    pub fn check_body(
+        &self,
+        body: &mut Value,
+        prompt_len: Option<usize>,
+        window: Option<&mut overlap::Window>,
+    ) -> Result<Vec<Redaction>, Blocked> {
+        let mut scan = BodyScan {
+            guard: self,
+            redactions: Vec::new(),
+            joined: Vec::new(),
+            fields: Vec::new(),
+            extra: Vec::new(),
+            words: window.is_some() && self.checks_overlap(),
+        };
+        scan.body(body, prompt_len)?;
+        if let Some(window) = window.filter(|_| self.checks_overlap()) {
+            let readings: Vec<Vec<u64>> = scan.extra.iter().map(|(_, r)| r.clone()).collect();
+            let (verdict, stretches) = window.check(&scan.joined, &readings);
+            if verdict.longest > self.max_shared_words {
+                let field = match (verdict.at, verdict.reading) {
+                    (Some(at), _) => scan
+                        .fields
+                        .iter()
+                        .rev()
+                        .find(|(start, _)| *start <= at)
+                        .map(|(_, f)| f.clone()),
+                    (None, Some(i)) => Some(scan.extra[i].0.clone()),
+                    (None, None) => None,
+                }
+                .unwrap_or_else(|| "input".to_owned());
+                let detail = if verdict.across_calls {
+                    format!(
+                        "together with the rest of this request and what earlier calls for this document sent, it repeats {} consecutive words of the document (the limit is {}); send extracted fields, not source text",
+                        verdict.longest, self.max_shared_words
+                    )
+                } else {
+                    format!(
+                        "{} consecutive words are copied from the document (the limit is {}); send extracted fields, not source text",
+                        verdict.longest, self.max_shared_words
+                    )
+                };
+                return Err(Blocked {
+                    rule: "verbatim_overlap".into(),
+                    field,
+                    detail,
+                });
+            }
+            window.commit(&scan.joined, stretches, self.max_shared_words);
+        }
+        Ok(scan.redactions)
     }
 
     fn check_value(
         &self,
         field: String,
         value: &mut Value,
-        source: &str,
         out: &mut Vec<Redaction>,
     ) -> Result<(), Blocked> {
         match value {
-            Value::String(s) => self.check_text(&field, s, source, out),
+            Value::String(s) => self.check_text(&field, s, out),
             Value::Number(n) => {
                 // A card or an id stored as a number is still a card or an id.
                 let mut text = n.to_string();
-                self.check_text(&field, &mut text, source, out)?;
+                self.check_text(&field, &mut text, out)?;
                 if text != n.to_string() {
                     *value = Value::String(text);
                 }
@@ -236,7 +313,7 @@ impl Guard {
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.check_value(format!("{field}/{i}"), item, source, out)?;
+                    self.check_value(format!("{field}/{i}"), item, out)?;
                 }
                 Ok(())
             }
@@ -246,13 +323,8 @@ impl Guard {
                 let entries = std::mem::take(map);
                 for (k, mut v) in entries {
                     let mut key = k;
-                    self.check_text(&format!("{field} (a key)"), &mut key, source, out)?;
-                    self.check_value(
-                        format!("{field}/{}", key.replace('~', "~0").replace('/', "~1")),
-                        &mut v,
-                        source,
-                        out,
-                    )?;
+                    self.check_text(&format!("{field} (a key)"), &mut key, out)?;
+                    self.check_value(format!("{field}/{}", pointer_token(&key)), &mut v, out)?;
                     map.insert(key, v);
                 }
                 Ok(())
@@ -261,26 +333,13 @@ impl Guard {
         }
     }
 
+    /// Personal data in one string: blocked, or redacted in place.
     fn check_text(
         &self,
         field: &str,
         text: &mut String,
-        source: &str,
         out: &mut Vec<Redaction>,
     ) -> Result<(), Blocked> {
-        if self.overlap == Action::Block && !source.is_empty() {
-            let (run, _) = detectors::longest_shared_run(text, source);
-            if run > self.max_shared_words {
-                return Err(Blocked {
-                    rule: "verbatim_overlap".into(),
-                    field: field.into(),
-                    detail: format!(
-                        "{run} consecutive words are copied from the document (the limit is {}); send extracted fields, not source text",
-                        self.max_shared_words
-                    ),
-                });
-            }
-        }
         let kinds: Vec<Kind> = self.active.iter().map(|(k, _)| *k).collect();
         let findings = detectors::scan(text, &kinds);
         if findings.is_empty() {
@@ -290,14 +349,7 @@ impl Guard {
             .iter()
             .find(|f| self.action(f.kind) == Action::Block)
         {
-            return Err(Blocked {
-                rule: f.kind.name().into(),
-                field: field.into(),
-                detail: format!(
-                    "it contains a {} and the policy blocks those",
-                    f.kind.name().replace('_', " ")
-                ),
-            });
+            return Err(blocked_by(f.kind, field));
         }
         let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
         for f in &findings {
@@ -320,6 +372,160 @@ impl Guard {
     }
 }
 
+fn blocked_by(kind: Kind, field: &str) -> Blocked {
+    Blocked {
+        rule: kind.name().into(),
+        field: field.into(),
+        detail: format!(
+            "it contains a {} and the policy blocks those",
+            kind.name().replace('_', " ")
+        ),
+    }
+}
+
+/// A key as a JSON pointer token.
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// One walk over a request body: detectors on every string, and the words of all of them.
+struct BodyScan<'g> {
+    guard: &'g Guard,
+    redactions: Vec<Redaction>,
+    /// Every string's words, in body order.
+    joined: Vec<u64>,
+    /// Where each field's words start in `joined`, and the field's name.
+    fields: Vec<(usize, String)>,
+    /// Other readings of the strings, with the field they come from: reversed, decoded from
+    /// base64 or hex, and the input's values without its keys.
+    extra: Vec<(String, Vec<u64>)>,
+    /// Collect words (only when the overlap rule runs).
+    words: bool,
+}
+
+impl BodyScan<'_> {
+    fn body(&mut self, body: &mut Value, prompt_len: Option<usize>) -> Result<(), Blocked> {
+        let Value::Object(map) = body else {
+            return self.value("body".into(), body);
+        };
+        for (key, value) in map.iter_mut() {
+            match (key.as_str(), value) {
+                ("messages", Value::Array(messages)) => {
+                    for (i, message) in messages.iter_mut().enumerate() {
+                        let role = message["role"].as_str().unwrap_or("").to_owned();
+                        let Some(content) = message.get_mut("content") else {
+                            continue;
+                        };
+                        match (role.as_str(), content) {
+                            ("user", Value::String(text)) => self.user_message(text, prompt_len)?,
+                            ("system" | "developer", Value::String(text)) => {
+                                self.text("system".into(), text)?
+                            }
+                            (_, other) => self.value(format!("messages/{i}/content"), other)?,
+                        }
+                    }
+                }
+                (key, value) => self.value(pointer_token(key), value)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The user message is the prompt, then the input as JSON.
+    fn user_message(
+        &mut self,
+        text: &mut String,
+        prompt_len: Option<usize>,
+    ) -> Result<(), Blocked> {
+        let split = prompt_len.filter(|&n| n < text.len() && text.is_char_boundary(n));
+        match split {
+            Some(n) => {
+                let mut prompt = text[..n].to_owned();
+                let mut input = text[n..].to_owned();
+                self.text("prompt".into(), &mut prompt)?;
+                self.input(&mut input)?;
+                *text = prompt + input.as_str();
+                Ok(())
+            }
+            None if prompt_len.is_some() => self.text("prompt".into(), text),
+            None => self.input(text),
+        }
+    }
+
+    /// The input part of the user message: as text, and — since key names between fields
+    /// would break up a passage split over several fields — its values alone, joined.
+    fn input(&mut self, text: &mut String) -> Result<(), Blocked> {
+        self.text("input".into(), text)?;
+        if self.words {
+            if let Ok(value) = serde_json::from_str::<Value>(text.trim()) {
+                let mut values = String::new();
+                collect_strings(&value, &mut values);
+                let mut ids = Vec::new();
+                overlap::word_ids(&values, &mut ids);
+                self.extra.push(("input".into(), ids));
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, field: String, value: &mut Value) -> Result<(), Blocked> {
+        match value {
+            Value::String(s) => self.text(field, s),
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.value(format!("{field}/{i}"), item)?;
+                }
+                Ok(())
+            }
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut v) in entries {
+                    let mut key = key;
+                    self.text(format!("{field} (a key)"), &mut key)?;
+                    let walked = self.value(format!("{field}/{}", pointer_token(&key)), &mut v);
+                    map.insert(key, v);
+                    walked?;
+                }
+                Ok(())
+            }
+            Value::Number(_) | Value::Null | Value::Bool(_) => Ok(()),
+        }
+    }
+
+    fn text(&mut self, field: String, text: &mut String) -> Result<(), Blocked> {
+        // `response_format/json_schema/schema/properties/x` reads better as `schema/properties/x`.
+        let field = match field.strip_prefix("response_format/json_schema/schema") {
+            Some(rest) => format!("schema{rest}"),
+            None => field,
+        };
+        self.guard.check_text(&field, text, &mut self.redactions)?;
+        // What hides inside an encoding cannot be redacted: any personal data there blocks.
+        for decoded in overlap::decoded_runs(text) {
+            let kinds: Vec<Kind> = self.guard.active.iter().map(|(k, _)| *k).collect();
+            if let Some(f) = detectors::scan(&decoded, &kinds).first() {
+                return Err(blocked_by(f.kind, &format!("{field} (encoded)")));
+            }
+            if self.words {
+                let mut ids = Vec::new();
+                overlap::word_ids(&decoded, &mut ids);
+                self.extra.push((format!("{field} (encoded)"), ids));
+            }
+        }
+        if self.words {
+            self.fields.push((self.joined.len(), field.clone()));
+            let start = self.joined.len();
+            overlap::word_ids(text, &mut self.joined);
+            // Reversed, character by character and word by word.
+            let mut reversed = Vec::new();
+            overlap::word_ids(&text.chars().rev().collect::<String>(), &mut reversed);
+            let backwards = self.joined[start..].iter().rev().copied().collect();
+            self.extra.push((format!("{field} (reversed)"), reversed));
+            self.extra.push((format!("{field} (reversed)"), backwards));
+        }
+        Ok(())
+    }
+}
+
 /// Every string (and number) in a JSON value, space-separated.
 fn collect_strings(value: &Value, out: &mut String) {
     match value {
@@ -337,12 +543,17 @@ fn collect_strings(value: &Value, out: &mut String) {
     }
 }
 
-/// What a document's cloud payloads are compared against: its text and every string in its
-/// metadata (a JSONL document may carry its content in any field).
+/// What a document's cloud payloads are compared against: its text, its name and every
+/// string in its metadata (a JSONL document may carry its content in any field).
 pub fn source_of(doc: &crate::documents::Document) -> String {
-    let mut source = doc.text.clone();
-    source.push(' ');
-    collect_strings(&Value::Object(doc.meta.clone()), &mut source);
+    let mut source = String::with_capacity(doc.text.len() + doc.name.len() + 64);
+    source.push_str(&doc.text);
+    source.push('\n');
+    source.push_str(&doc.name);
+    source.push('\n');
+    for value in doc.meta.values() {
+        collect_strings(value, &mut source);
+    }
     source
 }
 
@@ -355,6 +566,142 @@ mod tests {
         Guard::new(&GuardConfig::default()).unwrap()
     }
 
+    /// Both passes, over a body laid out as the OpenAI client lays it out.
+    fn check(guard: &Guard, parts: &mut Parts, source: &str) -> Result<Vec<Redaction>, Blocked> {
+        let mut window = overlap::Window::new(source);
+        check_in(guard, parts, None, &mut window)
+    }
+
+    fn check_in(
+        guard: &Guard,
+        parts: &mut Parts,
+        schema: Option<Value>,
+        window: &mut overlap::Window,
+    ) -> Result<Vec<Redaction>, Blocked> {
+        let mut redactions = guard.check_parts(parts)?;
+        let mut messages = Vec::new();
+        if let Some(system) = &parts.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        let input = parts
+            .input
+            .as_ref()
+            .map(|i| serde_json::to_string_pretty(i).unwrap());
+        let content = match (&parts.prompt, input) {
+            (Some(p), Some(i)) => format!("{p}\n\n{i}"),
+            (Some(p), None) => p.clone(),
+            (None, Some(i)) => i,
+            (None, None) => String::new(),
+        };
+        messages.push(json!({"role": "user", "content": content}));
+        let mut body = json!({"model": "gpt-5.4", "messages": messages});
+        if let Some(schema) = schema {
+            body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "x", "strict": true, "schema": schema}});
+        }
+        let prompt_len = parts.prompt.as_ref().map(String::len);
+        redactions.extend(guard.check_body(&mut body, prompt_len, Some(window))?);
+        Ok(redactions)
+    }
+
+    const CONTRACT: &str = "El contratista prestará servicios de soporte técnico de primer y segundo nivel para los sistemas de facturación electrónica del contratante durante toda la vigencia del presente contrato";
+
+    #[test]
+    fn every_string_of_the_body_is_checked_the_schema_too() {
+        // A document smuggled out through an inline schema's description.
+        let mut parts = Parts {
+            input: Some(json!({"n": 1})),
+            ..Parts::default()
+        };
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string", "description": CONTRACT}}});
+        let blocked = check_in(
+            &guard(),
+            &mut parts,
+            Some(schema),
+            &mut overlap::Window::new(CONTRACT),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (blocked.rule.as_str(), blocked.field.as_str()),
+            ("verbatim_overlap", "schema/properties/a/description")
+        );
+        // A card in an enum value, an IBAN as a property name.
+        for schema in [
+            json!({"type": "string", "enum": ["4111 1111 1111 1111"]}),
+            json!({"type": "object", "properties": {"ES9121000418450200051332": {"type": "string"}}}),
+        ] {
+            let mut parts = Parts {
+                prompt: Some("hola".into()),
+                ..Parts::default()
+            };
+            let blocked = check_in(
+                &guard(),
+                &mut parts,
+                Some(schema),
+                &mut overlap::Window::new(""),
+            )
+            .unwrap_err();
+            assert!(blocked.field.starts_with("schema"), "{blocked:?}");
+        }
+    }
+
+    #[test]
+    fn a_passage_split_between_system_and_prompt_is_caught() {
+        let words: Vec<&str> = CONTRACT.split(' ').collect();
+        let mut parts = Parts {
+            system: Some(words[..12].join(" ")),
+            prompt: Some(words[12..24].join(" ")),
+            ..Parts::default()
+        };
+        let blocked = check(&guard(), &mut parts, CONTRACT).unwrap_err();
+        assert_eq!(blocked.rule, "verbatim_overlap");
+    }
+
+    #[test]
+    fn reversed_and_encoded_copies_are_caught() {
+        use base64::Engine as _;
+        let reversed: String = CONTRACT.chars().rev().collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(CONTRACT);
+        for text in [reversed, encoded] {
+            let mut parts = Parts {
+                input: Some(json!({"x": text})),
+                ..Parts::default()
+            };
+            let blocked = check(&guard(), &mut parts, CONTRACT).unwrap_err();
+            assert_eq!(blocked.rule, "verbatim_overlap", "{text}");
+            assert!(blocked.field.starts_with("input ("), "{blocked:?}");
+        }
+        let card = base64::engine::general_purpose::STANDARD
+            .encode("pago con 4111 1111 1111 1111 gracias");
+        let mut parts = Parts {
+            input: Some(json!({"x": card})),
+            ..Parts::default()
+        };
+        let blocked = check(&guard(), &mut parts, "").unwrap_err();
+        assert_eq!(
+            (blocked.rule.as_str(), blocked.field.as_str()),
+            ("payment_card", "input (encoded)")
+        );
+    }
+
+    #[test]
+    fn a_document_sent_in_short_pieces_over_several_calls_is_caught() {
+        let guard = guard();
+        let mut window = overlap::Window::new(CONTRACT);
+        let words: Vec<&str> = CONTRACT.split(' ').collect();
+        let mut outcome = Ok(Vec::new());
+        for chunk in words.chunks(11) {
+            let mut parts = Parts {
+                input: Some(json!({"part": chunk.join(" ")})),
+                ..Parts::default()
+            };
+            outcome = check_in(&guard, &mut parts, None, &mut window);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert_eq!(outcome.unwrap_err().rule, "verbatim_overlap");
+    }
+
     #[test]
     fn copying_the_document_is_blocked_naming_rule_and_field() {
         let source = "El contratista prestará servicios de soporte técnico de primer y segundo nivel para los sistemas de facturación electrónica";
@@ -362,7 +709,7 @@ mod tests {
             prompt: Some(format!("Summarise: {source}")),
             ..Parts::default()
         };
-        let blocked = guard().check(&mut parts, source).unwrap_err();
+        let blocked = check(&guard(), &mut parts, source).unwrap_err();
         assert_eq!(blocked.rule, "verbatim_overlap");
         assert_eq!(blocked.field, "prompt");
         assert!(!blocked.to_string().contains("facturación"));
@@ -378,7 +725,7 @@ mod tests {
             ),
             ..Parts::default()
         };
-        let redactions = guard().check(&mut parts, source).unwrap();
+        let redactions = check(&guard(), &mut parts, source).unwrap();
         assert_eq!(
             redactions,
             vec![Redaction {
@@ -396,7 +743,7 @@ mod tests {
             input: Some(json!({"card": "4111 1111 1111 1111"})),
             ..Parts::default()
         };
-        let blocked = guard().check(&mut parts.clone(), "").unwrap_err();
+        let blocked = check(&guard(), &mut parts.clone(), "").unwrap_err();
         assert_eq!(
             (blocked.rule.as_str(), blocked.field.as_str()),
             ("payment_card", "input/card")
@@ -405,9 +752,7 @@ mod tests {
         config
             .detectors
             .insert("payment_card".into(), Action::Allow);
-        assert!(Guard::new(&config)
-            .unwrap()
-            .check(&mut parts, "")
+        assert!(check(&Guard::new(&config).unwrap(), &mut parts, "")
             .unwrap()
             .is_empty());
     }
@@ -421,7 +766,7 @@ mod tests {
             ),
             ..Parts::default()
         };
-        let blocked = guard().check(&mut parts, source).unwrap_err();
+        let blocked = check(&guard(), &mut parts, source).unwrap_err();
         assert_eq!(
             (blocked.rule.as_str(), blocked.field.as_str()),
             ("verbatim_overlap", "input")
@@ -434,7 +779,7 @@ mod tests {
             input: Some(json!({"ana@dataandes.co": {"role": "buyer"}})),
             ..Parts::default()
         };
-        let redactions = guard().check(&mut parts, "").unwrap();
+        let redactions = check(&guard(), &mut parts, "").unwrap();
         assert_eq!(redactions[0].kind, "email");
         assert_eq!(parts.input.unwrap(), json!({"[EMAIL]": {"role": "buyer"}}));
     }
@@ -462,9 +807,7 @@ mod tests {
             ..Parts::default()
         };
         assert_eq!(
-            Guard::new(&config)
-                .unwrap()
-                .check(&mut parts, "")
+            check(&Guard::new(&config).unwrap(), &mut parts, "")
                 .unwrap_err()
                 .rule,
             "structured_only"

@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::host_error;
 use super::DocContext;
-use crate::audit::{self, Outcome};
-use crate::guard::{Parts, Redaction};
+use crate::audit::{self, Egress, Outcome};
+use crate::guard::{Blocked, Parts, Redaction};
 use crate::models::{
-    Backend, ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema, Usage,
+    Backend, ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema, Usage, Wire,
 };
 use crate::record::CallRecord;
-use crate::schemas::{hash_hex, Schema};
+use crate::schemas::Schema;
 
 /// Which script function a call came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +64,10 @@ struct Prepared {
     pos: Position,
     backend: Arc<dyn Backend>,
     schema: Option<Arc<Schema>>,
-    parts: Parts,
     redactions: Vec<Redaction>,
     request: ModelRequest,
+    /// For the cloud: the body on its way out, for the audit log.
+    egress: Option<Arc<Egress>>,
 }
 
 /// `local(prompt)`, `local(options)` and `local(prompt, schema)` (and the same for `cloud`).
@@ -125,6 +126,21 @@ fn prepare(
     schema: Option<Dynamic>,
     pos: Position,
 ) -> RhaiResult<Prepared> {
+    let made = doc.calls.lock().unwrap_or_else(|e| e.into_inner()).len();
+    if made >= doc.limits.max_calls {
+        return Err(super::error::budget_exceeded(
+            format!("the document made more than {} model calls\nhint: if the work is real, raise `max_calls` under [limits] in hybrid.toml", doc.limits.max_calls),
+            pos,
+        ));
+    }
+    super::budget::check_value(&first, &doc.limits).map_err(|message| {
+        host_error(
+            "limit",
+            format!("{}(): {message}", role.fn_name()),
+            pos,
+            |_| {},
+        )
+    })?;
     let args = read_args(role, first, schema, pos)?;
     let schema = match args.schema {
         Some(s) => Some(doc.schema(s, pos)?),
@@ -132,20 +148,30 @@ fn prepare(
     };
     let backend = doc.services.backend(role).clone();
     let mut parts = args.parts;
-
-    // Nothing leaves for the cloud before the guard has seen it.
-    let mut redactions = Vec::new();
-    if role == Role::Cloud {
-        match doc.services.guard.check(&mut parts, &doc.source_text) {
-            Ok(r) => redactions = r,
-            Err(blocked) => {
-                tracing::warn!(doc = %doc.doc_id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
-                let payload = payload_json(&parts, schema.as_deref());
+    let mut request = ModelRequest {
+        system: None,
+        prompt: String::new(),
+        schema: schema.as_ref().map(|s| RequestSchema {
+            name: s.name.clone(),
+            json: s.json.clone(),
+            not_strict: s.strict.clone().err(),
+        }),
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        thinking: args.thinking,
+        wire: None,
+    };
+    let (redactions, egress) = if role == Role::Cloud {
+        // Nothing leaves for the cloud before the guard has seen all of it.
+        match guard_cloud(doc, backend.as_ref(), &mut parts, &mut request) {
+            Ok((redactions, egress)) => (redactions, Some(egress)),
+            Err((blocked, body)) => {
+                tracing::warn!(doc = %doc.document.id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
                 // What was stopped is exactly what must not be written down: hash only.
-                doc.audit(backend.model(), Outcome::Blocked, &payload, |e| {
+                let egress = doc.egress(backend.model(), Value::Null, &body);
+                egress.outcome(Outcome::Blocked, false, |e| {
                     e.rule = Some(blocked.rule.clone());
                     e.field = Some(blocked.field.clone());
-                    e.payload = None;
                 });
                 doc.push_call(CallRecord {
                     error: Some("blocked".into()),
@@ -168,28 +194,68 @@ fn prepare(
                 ));
             }
         }
-    }
-    let request = ModelRequest {
-        system: parts.system.clone(),
-        prompt: prompt_text(&parts),
-        schema: schema.as_ref().map(|s| RequestSchema {
-            name: s.name.clone(),
-            json: s.json.clone(),
-            not_strict: s.strict.clone().err(),
-        }),
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        thinking: args.thinking,
+    } else {
+        request.system = parts.system.take();
+        request.prompt = prompt_text(&parts);
+        (Vec::new(), None)
     };
     Ok(Prepared {
         role,
         pos,
         backend,
         schema,
-        parts,
         redactions,
         request,
+        egress,
     })
+}
+
+/// The guard's two passes over a cloud call — the parts field by field, then the whole body
+/// as it will leave — and the body frozen as the bytes that are sent, with the audit log's
+/// write-ahead line before each attempt. On a block: why, and the body's bytes (for its hash).
+fn guard_cloud(
+    doc: &DocContext,
+    backend: &dyn Backend,
+    parts: &mut Parts,
+    request: &mut ModelRequest,
+) -> Result<(Vec<Redaction>, Arc<Egress>), (Blocked, Vec<u8>)> {
+    let guard = &doc.services.guard;
+    let fill = |request: &mut ModelRequest, parts: &Parts| {
+        request.system = parts.system.clone();
+        request.prompt = prompt_text(parts);
+    };
+    let mut redactions = match guard.check_parts(parts) {
+        Ok(r) => r,
+        Err(blocked) => {
+            fill(request, parts);
+            let body = serde_json::to_vec(&backend.wire_body(request)).unwrap_or_default();
+            return Err((blocked, body));
+        }
+    };
+    fill(request, parts);
+    let mut body = backend.wire_body(request);
+    let prompt_len = parts.prompt.as_ref().map(String::len);
+    let checked = {
+        let mut window = doc.window.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.checks_overlap() && window.is_none() {
+            *window = Some(crate::guard::overlap::Window::new(
+                &crate::guard::source_of(&doc.document),
+            ));
+        }
+        guard.check_body(&mut body, prompt_len, window.as_mut())
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    match checked {
+        Ok(r) => redactions.extend(r),
+        Err(blocked) => return Err((blocked, bytes)),
+    }
+    let egress = Arc::new(doc.egress(backend.model(), body, &bytes));
+    let hook = egress.clone();
+    request.wire = Some(Wire {
+        bytes: bytes.into(),
+        before_attempt: Arc::new(move |n| hook.before_attempt(n)),
+    });
+    Ok((redactions, egress))
 }
 
 /// What came back, and how long it took.
@@ -222,9 +288,9 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
         pos,
         backend,
         schema,
-        parts,
         redactions,
         request,
+        egress,
     } = p;
     let dry_run = backend.name() == "dry-run";
     let result = outcome
@@ -264,14 +330,14 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
             .then(|| pricing.local.call_cost(outcome.ms)),
     };
 
-    if role == Role::Cloud {
-        let payload = payload_json(&parts, schema.as_deref());
+    if let Some(egress) = &egress {
         let outcome_kind = match (&result, dry_run) {
             (_, true) => Outcome::DryRun,
             (Ok(_), false) => Outcome::Sent,
             (Err(_), false) => Outcome::Failed,
         };
-        doc.audit(&record.model, outcome_kind, &payload, |e| {
+        // A dry run's line is the only record of what would have left: it keeps the body.
+        egress.outcome(outcome_kind, dry_run, |e| {
             e.prompt_tokens = record.usage.prompt_tokens;
             e.completion_tokens = record.usage.completion_tokens;
             e.estimated = dry_run;
@@ -398,16 +464,6 @@ fn prompt_text(parts: &Parts) -> String {
     }
 }
 
-/// What the audit log keeps of a payload: the messages as they leave, and the schema's name.
-fn payload_json(parts: &Parts, schema: Option<&Schema>) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = &parts.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    messages.push(json!({"role": "user", "content": prompt_text(parts)}));
-    json!({"messages": messages, "schema": schema.map(|s| s.name.clone())})
-}
-
 impl DocContext {
     fn push_call(&self, record: CallRecord) {
         self.calls
@@ -416,39 +472,31 @@ impl DocContext {
             .push(record);
     }
 
-    fn audit(
-        &self,
-        model: &str,
-        outcome: Outcome,
-        payload: &Value,
-        fill: impl FnOnce(&mut audit::Entry),
-    ) {
-        let Some(log) = &self.services.audit else {
-            return;
-        };
-        let text = payload.to_string();
-        let mut entry = audit::Entry {
-            time: audit::now(),
-            document: self.doc_id.clone(),
+    /// The audit log's view of one cloud request (its body, hash and size).
+    fn egress(&self, model: &str, payload: Value, body: &[u8]) -> Egress {
+        let template = audit::Entry {
+            time: String::new(),
+            document: self.document.id.clone(),
             version: self.version.clone(),
             model: model.to_owned(),
             endpoint: self.services.cloud_endpoint.clone(),
-            outcome,
+            outcome: Outcome::Attempt,
             rule: None,
             field: None,
-            payload: Some(payload.clone()),
-            payload_sha256: hash_hex(text.as_bytes()),
-            bytes: text.len(),
+            payload: None,
+            payload_sha256: String::new(),
+            bytes: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
             estimated: false,
             cost_usd: None,
-            redactions: Vec::<Redaction>::new(),
+            redactions: Vec::new(),
             request_id: None,
             error: None,
+            attempt: None,
+            attempts: None,
         };
-        fill(&mut entry);
-        log.write(entry);
+        Egress::new(self.services.audit.clone(), template, payload, body)
     }
 }
 

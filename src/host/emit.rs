@@ -22,6 +22,9 @@ pub fn register(engine: &mut Engine) {
          -> Result<(), Box<rhai::EvalAltResult>> {
             let doc = DocContext::of(&ctx)?;
             let pos = ctx.call_position();
+            super::budget::check_value(&value, &doc.limits).map_err(|message| {
+                host_error("limit", format!("emit(): {message}"), pos, |_| {})
+            })?;
             let json = rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|e| {
                 host_error(
                     "usage",
@@ -30,9 +33,34 @@ pub fn register(engine: &mut Engine) {
                     |_| {},
                 )
             })?;
+            // Each line says which document (and rules version) wrote it, so a consumer can
+            // drop the lines of a document that was run again after a crash: a map gets
+            // `_doc` and `_version` keys first, any other value is wrapped as `value`.
+            let mut line = serde_json::Map::new();
+            line.insert("_doc".into(), doc.document.id.clone().into());
+            line.insert("_version".into(), doc.version.clone().into());
+            match json {
+                serde_json::Value::Object(fields) => line.extend(fields),
+                other => {
+                    line.insert("value".into(), other);
+                }
+            }
+            let mut text = serde_json::to_string(&line)
+                .map_err(|e| host_error("usage", format!("emit(): {e}"), pos, |_| {}))?;
+            text.push('\n');
+            let total = doc
+                .emitted
+                .fetch_add(text.len(), std::sync::atomic::Ordering::SeqCst)
+                + text.len();
+            if total > doc.limits.max_emit_bytes {
+                return Err(super::error::budget_exceeded(
+                    format!("the document emitted more than {} bytes\nhint: if the work is real, raise `max_emit_bytes` under [limits] in hybrid.toml", doc.limits.max_emit_bytes),
+                    pos,
+                ));
+            }
             doc.services
                 .streams
-                .write(stream, &json)
+                .write_line(stream, &text)
                 .map_err(|e| host_error("usage", format!("emit(): {e}"), pos, |_| {}))
         },
     );
@@ -56,7 +84,8 @@ impl Streams {
         self.dir.join(format!("{stream}.jsonl"))
     }
 
-    pub fn write(&self, stream: &str, value: &serde_json::Value) -> Result<(), String> {
+    /// Appends one line (ending in `\n`) with one write.
+    pub fn write_line(&self, stream: &str, line: &str) -> Result<(), String> {
         let valid = !stream.is_empty()
             && stream.len() <= 64
             && stream
@@ -67,13 +96,13 @@ impl Streams {
                 "`{stream}` is not a stream name (letters, digits, `_` and `-`, up to 64)"
             ));
         }
-        let mut line = serde_json::to_string(value).map_err(|e| e.to_string())?;
-        line.push('\n');
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if !files.contains_key(stream) {
             std::fs::create_dir_all(&self.dir)
                 .map_err(|e| format!("cannot create `{}`: {e}", self.dir.display()))?;
             let path = self.path(stream);
+            crate::sink::repair_tail(&path)
+                .map_err(|e| format!("cannot repair `{}`: {e}", path.display()))?;
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)

@@ -24,6 +24,12 @@ pub fn host_error(
     EvalAltResult::ErrorRuntime(map.into(), pos).into()
 }
 
+/// A budget that ran out inside a host function: stops the script (it cannot be caught, so a
+/// script cannot keep going past its budget).
+pub fn budget_exceeded(message: String, pos: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(message.into(), pos).into()
+}
+
 /// Turns an error that escaped `process` into the record's error.
 pub fn classify(err: &EvalAltResult, script: &str) -> RecordError {
     // Walk into function calls and modules to the error that started it, remembering the
@@ -80,6 +86,8 @@ pub fn classify(err: &EvalAltResult, script: &str) -> RecordError {
                 format!("{what} grew past its limit\nhint: if the data is real, raise `{key}` under [limits] in hybrid.toml"),
             )
         }
+        // A per-document budget ran out (memory, print output, model calls, emit bytes).
+        EvalAltResult::ErrorTerminated(reason, _) => ("limit".into(), reason.to_string()),
         EvalAltResult::ErrorTooManyModules(_) | EvalAltResult::ErrorTooManyVariables(_) => {
             ("limit".into(), err.to_string())
         }
@@ -108,6 +116,21 @@ fn runtime(value: &Dynamic) -> (String, String) {
         if let (true, Some(kind), Some(message)) = (is_host, kind, message) {
             return (kind, message);
         }
+    }
+    // Shown with Rhai's recursive printer: only values of a sane depth.
+    let shallow = crate::config::Limits {
+        max_value_depth: 64,
+        max_string_size: 64 * 1024,
+        ..crate::config::Limits::default()
+    };
+    if super::budget::check_value(value, &shallow).is_err() {
+        return (
+            "script".into(),
+            format!(
+                "the script threw a {} too deep or large to show",
+                value.type_name()
+            ),
+        );
     }
     ("script".into(), format!("the script threw: {value}"))
 }

@@ -6,8 +6,10 @@
 //! one compiled engine serves every document at once.
 
 mod both;
+pub mod budget;
 mod call;
 mod cloud;
+mod compare;
 pub mod emit;
 pub mod error;
 mod local;
@@ -57,14 +59,18 @@ impl Services {
 
 /// What a host function knows about the document it is working for.
 pub(crate) struct DocContext {
-    pub doc_id: String,
-    /// The document's text: what the egress guard compares cloud payloads against.
-    pub source_text: String,
+    pub document: Arc<Document>,
+    /// What the document's cloud calls have sent, for the egress guard's overlap rule; built
+    /// from the document at its first cloud call.
+    pub window: Mutex<Option<crate::guard::overlap::Window>>,
     /// The rules version the document runs under.
     pub version: String,
     pub services: Arc<Services>,
     pub schemas: Arc<SchemaRegistry>,
     pub calls: Mutex<Vec<CallRecord>>,
+    pub limits: Limits,
+    /// Bytes this document has `emit`ted so far.
+    pub emitted: std::sync::atomic::AtomicUsize,
 }
 
 impl DocContext {
@@ -91,6 +97,8 @@ impl DocContext {
         let resolved = if arg.is_string() {
             self.schemas.named(&arg.to_string())
         } else if arg.is_map() {
+            budget::check_value(&arg, &self.limits)
+                .map_err(|message| error::host_error("limit", message, pos, |_| {}))?;
             let json = rhai::serde::from_dynamic::<Value>(&arg).map_err(|e| {
                 error::host_error(
                     "schema",
@@ -116,15 +124,26 @@ impl DocContext {
 /// to the log.
 pub fn new_engine(limits: &Limits) -> Engine {
     let mut engine = Engine::new();
+    // Rhai's own string/array/map size limits re-measure a whole array on every `push`
+    // (quadratic); they stay off, and `budget` bounds memory per document in O(1) per
+    // operation and checks sizes and depth where values reach the host.
     engine
         .set_max_operations(limits.max_operations)
         .set_max_call_levels(limits.max_call_levels)
         .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
-        .set_max_string_size(limits.max_string_size)
-        .set_max_array_size(limits.max_array_size)
-        .set_max_map_size(limits.max_map_size);
-    engine.on_print(|text| tracing::info!(target: "hybrid::script", "{text}"));
+        .set_max_string_size(0)
+        .set_max_array_size(0)
+        .set_max_map_size(0);
+    engine.on_progress(|_| budget::over_budget());
+    engine.on_print(|text| {
+        if budget::allow_print(text.len()) {
+            tracing::info!(target: "hybrid::script", "{text}")
+        }
+    });
     engine.on_debug(|text, source, pos| {
+        if !budget::allow_print(text.len()) {
+            return;
+        }
         tracing::debug!(target: "hybrid::script", source = source.unwrap_or("-"), line = pos.line().unwrap_or(0), "{text}")
     });
     // Functions in Rhai cannot see the script's variables, but rules are top-level
@@ -137,6 +156,7 @@ pub fn new_engine(limits: &Limits) -> Engine {
         let constants = ctx.global_runtime_state().constants.as_ref();
         Ok(constants.and_then(|c| c.read().ok().and_then(|c| c.get(name).cloned())))
     });
+    compare::register(&mut engine, limits.max_value_depth);
     local::register(&mut engine);
     cloud::register(&mut engine);
     validate::register(&mut engine);
@@ -148,17 +168,20 @@ pub fn new_engine(limits: &Limits) -> Engine {
 
 /// Runs `process(doc)` for one document and turns whatever happens into a record.
 /// Never panics on script or model failures: those are the record's `error`.
-pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Document) -> Record {
+pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Document>) -> Record {
     let started = Instant::now();
     let ctx = Arc::new(DocContext {
-        doc_id: doc.id.clone(),
-        source_text: crate::guard::source_of(doc),
+        document: doc.clone(),
+        window: Mutex::new(None),
         version: bundle.version.clone(),
         services: services.clone(),
         schemas: bundle.schemas.clone(),
         calls: Mutex::new(Vec::new()),
+        limits: bundle.limits.clone(),
+        emitted: std::sync::atomic::AtomicUsize::new(0),
     });
-    let outcome = rhai::serde::to_dynamic(doc).and_then(|doc_value| {
+    let watch = budget::Watch::start(&bundle.limits);
+    let outcome = rhai::serde::to_dynamic(&**doc).and_then(|doc_value| {
         let mut scope = Scope::new();
         let options = CallFnOptions::new().with_tag(ctx.clone());
         bundle.engine.call_fn_with_options::<Dynamic>(
@@ -169,14 +192,24 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Document) -
             (doc_value,),
         )
     });
+    drop(watch);
     let (result, error) = match outcome {
-        Ok(value) => match rhai::serde::from_dynamic::<Value>(&value) {
+        Ok(value) => match budget::check_value(&value, &bundle.limits)
+            .map_err(|message| ("limit", message))
+            .and_then(|()| {
+                rhai::serde::from_dynamic::<Value>(&value).map_err(|e| {
+                    (
+                        "script",
+                        format!("`process` returned a value that is not JSON-shaped: {e}"),
+                    )
+                })
+            }) {
             Ok(v) => (Some(v), None),
-            Err(e) => (
+            Err((kind, message)) => (
                 None,
                 Some(RecordError {
-                    kind: "script".into(),
-                    message: format!("`process` returned a value that is not JSON-shaped: {e}"),
+                    kind: kind.into(),
+                    message: format!("{message}"),
                     position: None,
                 }),
             ),

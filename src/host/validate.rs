@@ -18,6 +18,9 @@ fn validate(
 ) -> Result<Map, Box<rhai::EvalAltResult>> {
     let pos = ctx.call_position();
     let doc = DocContext::of(&ctx)?;
+    super::budget::check_value(&value, &doc.limits).map_err(|message| {
+        super::error::host_error("limit", format!("validate(): {message}"), pos, |_| {})
+    })?;
     let schema = doc.schema(schema, pos)?;
 
     let errors: Array = match rhai::serde::from_dynamic::<Value>(&value) {

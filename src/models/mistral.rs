@@ -802,6 +802,7 @@ mod tests {
             max_tokens: Some(7),
             temperature: None,
             thinking: false,
+            wire: None,
         };
         let p = backend.sampling(&req);
         assert_eq!((p.top_k, p.max_len), (Some(1), Some(7)));

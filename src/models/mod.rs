@@ -29,6 +29,23 @@ pub struct ModelRequest {
     pub temperature: Option<f64>,
     /// Let a model with a thinking mode (Gemma 4) reason before answering.
     pub thinking: bool,
+    /// For the cloud: the body exactly as the egress guard passed it, to be sent as it is.
+    pub wire: Option<Wire>,
+}
+
+/// A request body the egress guard has passed, sent byte for byte, and what must happen
+/// before each attempt leaves (the audit log's write-ahead line). When that fails, the
+/// attempt does not leave.
+#[derive(Clone)]
+pub struct Wire {
+    pub bytes: Arc<[u8]>,
+    pub before_attempt: Arc<dyn Fn(u32) -> Result<(), String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Wire({} bytes)", self.bytes.len())
+    }
 }
 
 /// A schema attached to a request: the raw JSON (sent to the model) and its name.
@@ -149,6 +166,15 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &str;
     /// The model id this back end is configured for.
     fn model(&self) -> &str;
+    /// The request body as this back end would send it, for the egress guard and the audit
+    /// log to see whole before anything leaves.
+    fn wire_body(&self, req: &ModelRequest) -> serde_json::Value {
+        openai::chat_body(
+            self.model(),
+            req,
+            req.schema.as_ref().is_some_and(|s| s.not_strict.is_none()),
+        )
+    }
     /// Answer one request.
     fn complete<'a>(
         &'a self,

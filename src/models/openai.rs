@@ -58,43 +58,26 @@ impl OpenAiBackend {
         )
     }
 
+    /// The body, with a warning (once per schema) when a schema cannot go in strict mode.
     fn body(&self, req: &ModelRequest) -> Value {
-        let mut messages = Vec::new();
-        if let Some(system) = &req.system {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        messages.push(json!({"role": "user", "content": req.prompt}));
-        let mut body = json!({"model": self.cfg.model, "messages": messages});
-        if let Some(n) = req.max_tokens {
-            body["max_completion_tokens"] = json!(n);
-        }
-        if let Some(t) = req.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(schema) = &req.schema {
-            let strict = match &schema.not_strict {
-                None => true,
-                Some(why) => {
-                    let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-                    if warned.insert(schema.name.clone()) {
-                        tracing::warn!(
-                            schema = %schema.name,
-                            "schema cannot be sent in strict mode: {why}; sending it non-strict (the answer is still validated)"
-                        );
-                    }
-                    false
+        let strict = match req
+            .schema
+            .as_ref()
+            .and_then(|s| s.not_strict.as_ref().map(|why| (s, why)))
+        {
+            None => true,
+            Some((schema, why)) => {
+                let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+                if warned.insert(schema.name.clone()) {
+                    tracing::warn!(
+                        schema = %schema.name,
+                        "schema cannot be sent in strict mode: {why}; sending it non-strict (the answer is still validated)"
+                    );
                 }
-            };
-            body["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": {
-                    "name": wire_name(&schema.name),
-                    "strict": strict,
-                    "schema": *schema.json,
-                }
-            });
-        }
-        body
+                false
+            }
+        };
+        chat_body(&self.cfg.model, req, strict)
     }
 
     /// Removes the key from anything a server echoes back.
@@ -105,8 +88,12 @@ impl OpenAiBackend {
         }
     }
 
-    async fn attempt(&self, body: &Value) -> Attempt {
-        let mut request = self.http.post(self.endpoint()).json(body);
+    async fn attempt(&self, body: &[u8]) -> Attempt {
+        let mut request = self
+            .http
+            .post(self.endpoint())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_vec());
         if let Some(key) = self.cfg.api_key.expose() {
             request = request.bearer_auth(key);
         }
@@ -252,6 +239,34 @@ impl OpenAiBackend {
     }
 }
 
+/// A Chat Completions request body: system message, user message, limits, and the schema as
+/// structured output.
+pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
+    let mut messages = Vec::new();
+    if let Some(system) = &req.system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.push(json!({"role": "user", "content": req.prompt}));
+    let mut body = json!({"model": model, "messages": messages});
+    if let Some(n) = req.max_tokens {
+        body["max_completion_tokens"] = json!(n);
+    }
+    if let Some(t) = req.temperature {
+        body["temperature"] = json!(t);
+    }
+    if let Some(schema) = &req.schema {
+        body["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": {
+                "name": wire_name(&schema.name),
+                "strict": strict,
+                "schema": *schema.json,
+            }
+        });
+    }
+    body
+}
+
 struct Attempt {
     outcome: Result<ModelResponse, ModelError>,
     retryable: bool,
@@ -277,6 +292,10 @@ impl Backend for OpenAiBackend {
         &self.cfg.model
     }
 
+    fn wire_body(&self, req: &ModelRequest) -> Value {
+        self.body(req)
+    }
+
     fn complete<'a>(
         &'a self,
         req: &'a ModelRequest,
@@ -291,10 +310,27 @@ impl Backend for OpenAiBackend {
                     ),
                 ));
             }
-            let body = self.body(req);
+            // The cloud sends the body the guard passed, byte for byte; a local server gets
+            // one built here.
+            let body: std::sync::Arc<[u8]> = match &req.wire {
+                Some(wire) => wire.bytes.clone(),
+                None => serde_json::to_vec(&self.body(req))
+                    .unwrap_or_default()
+                    .into(),
+            };
             let started = Instant::now();
             let mut retries = 0;
             loop {
+                if let Some(wire) = &req.wire {
+                    if let Err(why) = (wire.before_attempt)(retries + 1) {
+                        let mut err = ModelError::new(
+                            ErrorKind::Blocked,
+                            format!("nothing was sent: the audit log must record a request before it leaves, and {why}\nhint: make the audit log writable (--audit FILE or [audit] path)"),
+                        );
+                        err.retries = retries;
+                        return Err(err);
+                    }
+                }
                 let attempt = self.attempt(&body).await;
                 let err = match attempt.outcome {
                     Ok(mut resp) => {

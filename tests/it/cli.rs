@@ -287,7 +287,7 @@ fn a_file_deleted_before_it_is_read_is_an_error_record() {
         true
     });
     let failed = got.pop().unwrap().unwrap_err();
-    assert!(failed.reason.contains("cannot open"), "{}", failed.reason);
+    assert!(failed.reason.contains("gone"), "{}", failed.reason);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod live;
 mod local;
 mod openai_stub;
 mod patterns;
+mod promises;
 mod script;
 mod sovereignty;
 mod support;

@@ -85,35 +85,27 @@ fn endless_recursion_and_huge_strings_trip_their_limits() {
     let p = Project::new();
     p.write(
         "hybrid.toml",
-        "[limits]\nmax_call_levels = 20\nmax_string_size = 1000\n",
+        "[limits]\nmax_call_levels = 20\nmax_string_size = 1000\nmax_document_memory = 33554432\n",
     );
     p.write(
         "scripts/deep.rhai",
-        "fn down(n) { down(n + 1) }\nfn process(doc) {\n    if doc.text == \"deep\" { return down(0); }\n    let s = \"x\";\n    loop { s += s; }\n}\n",
+        "fn down(n) { down(n + 1) }\nfn process(doc) {\n    if doc.text == \"deep\" { return down(0); }\n    let s = \"x\";\n    if doc.text == \"long\" { while s.len() < 2000 { s += s; } return s; }\n    loop { s += s; }\n}\n",
     );
     let done = p
         .hybrid(&["run", "scripts/deep.rhai", "-"])
-        .stdin("{\"id\": \"deep\", \"text\": \"deep\"}\n{\"id\": \"big\", \"text\": \"big\"}\n")
+        .stdin("{\"id\": \"deep\", \"text\": \"deep\"}\n{\"id\": \"big\", \"text\": \"big\"}\n{\"id\": \"long\", \"text\": \"long\"}\n")
         .output()
         .expect_code(2);
-    let deep = done.record("deep");
-    assert_eq!(deep["error"]["kind"], "limit", "{deep}");
-    assert!(
-        deep["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_call_levels"),
-        "{deep}"
-    );
-    let big = done.record("big");
-    assert_eq!(big["error"]["kind"], "limit", "{big}");
-    assert!(
-        big["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_string_size"),
-        "{big}"
-    );
+    let message = |id: &str| {
+        let r = done.record(id);
+        assert_eq!(r["error"]["kind"], "limit", "{r}");
+        r["error"]["message"].as_str().unwrap().to_owned()
+    };
+    assert!(message("deep").contains("max_call_levels"));
+    // A string doubling forever: stopped by the document's memory budget.
+    assert!(message("big").contains("max_document_memory"));
+    // A string handed back over its size limit.
+    assert!(message("long").contains("max_string_size"));
 }
 
 #[test]
@@ -169,18 +161,22 @@ fn array_and_map_size_limits_trip_too() {
     let p = Project::new();
     p.write(
         "hybrid.toml",
-        "[limits]\nmax_array_size = 100\nmax_map_size = 100\n",
+        "[limits]\nmax_array_size = 100\nmax_map_size = 100\nmax_document_memory = 33554432\n",
     );
     p.write(
         "scripts/grow.rhai",
-        "fn process(doc) {\n    if doc.text == \"array\" { let a = []; loop { a.push(1); } }\n    let m = #{}; let i = 0;\n    loop { let one = #{}; one[\"k\" + i] = i; m += one; i += 1; }\n}\n",
+        "fn process(doc) {\n    if doc.text == \"array\" { let a = []; for i in 0..101 { a.push(i); } return a; }\n    if doc.text == \"forever\" { let a = []; loop { a.push(\"item\"); } }\n    let m = #{};\n    for i in 0..101 { let one = #{}; one[\"k\" + i] = i; m += one; }\n    cloud(#{ input: m })\n}\n",
     );
     let done = p
-        .hybrid(&["run", "scripts/grow.rhai", "-"])
-        .stdin("{\"id\": \"array\", \"text\": \"array\"}\n{\"id\": \"map\", \"text\": \"map\"}\n")
+        .hybrid(&["run", "scripts/grow.rhai", "-", "--cloud", "dry-run"])
+        .stdin("{\"id\": \"array\", \"text\": \"array\"}\n{\"id\": \"map\", \"text\": \"map\"}\n{\"id\": \"forever\", \"text\": \"forever\"}\n")
         .output()
         .expect_code(2);
-    for (id, key) in [("array", "max_array_size"), ("map", "max_map_size")] {
+    for (id, key) in [
+        ("array", "max_array_size"),
+        ("map", "max_map_size"),
+        ("forever", "max_document_memory"),
+    ] {
         let r = done.record(id);
         assert_eq!(r["error"]["kind"], "limit", "{r}");
         assert!(r["error"]["message"].as_str().unwrap().contains(key), "{r}");

@@ -1,23 +1,14 @@
 //! Data sovereignty and cost: the egress guard, the audit log, dry-run, prices and
 //! `hybrid report`, checked against a loopback server that records every request body.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::openai_stub::StubServer;
-use crate::support::Project;
+use crate::support::{audit_lines, Project};
 
 const CANARY: &str = "CANARY-7f3a9c-NO-EGRESS";
-
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// The stub's usage is 100 prompt tokens (40 cached) and 20 output tokens.
 const STUB_CALL_USD: f64 = (60.0 * 2.50 + 40.0 * 0.25 + 20.0 * 15.00) / 1e6;
@@ -282,14 +273,26 @@ fn costs_in_records_audit_and_report_are_tokens_times_prices() {
             "{cost} != {STUB_CALL_USD}"
         );
     }
+    // Write-ahead: each call's attempt line (with the body) comes before its outcome line.
     let audit = audit_lines(&p.path("results.audit.jsonl"));
-    assert_eq!(audit.len(), 5);
-    for a in &audit {
+    assert_eq!(audit.len(), 10);
+    let (attempts, sent): (Vec<&Value>, Vec<&Value>) =
+        audit.iter().partition(|a| a["outcome"] == "attempt");
+    assert_eq!((attempts.len(), sent.len()), (5, 5));
+    for a in &attempts {
+        assert_eq!(a["attempt"], 1);
+        assert!(a["payload"]["messages"].is_array());
+    }
+    for a in &sent {
         assert_eq!(a["outcome"], "sent");
+        assert_eq!(a["attempts"], 1);
         assert_eq!(a["endpoint"], server.addr.to_string());
         assert!((a["cost_usd"].as_f64().unwrap() - STUB_CALL_USD).abs() < 1e-12);
         assert_eq!(a["payload_sha256"].as_str().unwrap().len(), 64);
-        assert!(a["payload"]["messages"].is_array());
+        assert!(
+            a.get("payload").is_none(),
+            "the body is in the attempt line"
+        );
     }
 
     let report = p
@@ -388,7 +391,10 @@ fn audit_can_keep_only_payload_hashes() {
         .output()
         .expect_code(0);
     let audit = audit_lines(&p.path("logs/egress.jsonl"));
-    assert_eq!(audit.len(), 1);
-    assert!(audit[0].get("payload").is_none());
-    assert_eq!(audit[0]["payload_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(audit.len(), 2, "an attempt line and an outcome line");
+    for line in &audit {
+        assert!(line.get("payload").is_none());
+        assert_eq!(line["payload_sha256"].as_str().unwrap().len(), 64);
+    }
+    assert_eq!(audit[0]["payload_sha256"], audit[1]["payload_sha256"]);
 }

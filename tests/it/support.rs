@@ -213,6 +213,15 @@ pub fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) 
     }
 }
 
+/// The lines of an audit log, each parsed (a line that is not JSON fails the test).
+pub fn audit_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The records in a JSONL results file (a torn last line is ignored).
 pub fn read_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)

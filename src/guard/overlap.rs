@@ -1,0 +1,494 @@
+//! Verbatim overlap: does what is about to leave repeat the document it came from?
+//!
+//! Text on both sides is folded the same way before words are compared — Unicode NFKC, case
+//! folding, confusable (homoglyph) skeletons from UTS #39, accents, zero-width characters and
+//! soft hyphens dropped, and every non-alphanumeric character (`_`, `-`, `.`, whitespace runs)
+//! a word break — so light disguise does not hide a copied passage.
+//!
+//! A document's [`SourceIndex`] (its folded words and a table of every `SHINGLE`-word window)
+//! is built once, at its first cloud call; each payload is then checked in time proportional
+//! to the payload, not to the document. A [`Window`] remembers which stretches of the document
+//! earlier calls already sent, so a passage split over several calls — or over several
+//! fields of one call — is caught when the pieces join up.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
+/// Word windows the index is keyed by. A shared run shorter than this is not tracked: short
+/// runs are names, dates and set phrases that extracted fields legitimately repeat.
+const SHINGLE: usize = 4;
+/// Positions looked at per window: bounds the work on boilerplate repeated many times.
+const MAX_CANDIDATES: usize = 64;
+
+/// Folds `text` into word ids, appending them to `out`.
+pub fn word_ids(text: &str, out: &mut Vec<u64>) {
+    let mut word = WordHash::new();
+    for c in text.chars().nfkc() {
+        if c.is_ascii() {
+            match ASCII[c as usize] {
+                Some(folded) => word.push_str(folded),
+                None => word.end(out),
+            }
+        } else if is_ignorable(c) || is_combining_mark(c) {
+            // Not a break: `fac\u{200B}tura` is one word.
+        } else if c.is_alphanumeric() {
+            fold_char(c, &mut word);
+        } else {
+            word.end(out);
+        }
+    }
+    word.end(out);
+}
+
+/// Zero-width characters, joiners, soft hyphens and other default-ignorable code points an
+/// editor shows as nothing.
+fn is_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}')
+}
+
+/// Lower case, then the confusable skeleton, then lower case again (the skeleton of `0` is
+/// `O`), without accents.
+fn fold_char(c: char, word: &mut WordHash) {
+    for lower in c.to_lowercase() {
+        let mut buf = [0u8; 4];
+        for s in unicode_security::skeleton(lower.encode_utf8(&mut buf)) {
+            if is_combining_mark(s) {
+                continue;
+            }
+            for l in s.to_lowercase() {
+                word.push(l);
+            }
+        }
+    }
+}
+
+/// The folded form of each ASCII character; `None` for word breaks.
+static ASCII: LazyLock<[Option<&'static str>; 128]> = LazyLock::new(|| {
+    let mut table = [None; 128];
+    for (b, slot) in table.iter_mut().enumerate() {
+        let c = b as u8 as char;
+        if c.is_ascii_alphanumeric() {
+            let mut word = String::new();
+            for lower in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                for s in unicode_security::skeleton(lower.encode_utf8(&mut buf)) {
+                    word.extend(s.to_lowercase());
+                }
+            }
+            *slot = Some(&*Box::leak(word.into_boxed_str()));
+        }
+    }
+    table
+});
+
+/// FNV-1a over a word's folded chars.
+struct WordHash {
+    hash: u64,
+    len: usize,
+}
+
+impl WordHash {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+    fn new() -> Self {
+        WordHash {
+            hash: Self::OFFSET,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        self.hash = (self.hash ^ c as u64).wrapping_mul(0x0100_0000_01b3);
+        self.len += 1;
+    }
+
+    fn push_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.push(c));
+    }
+
+    fn end(&mut self, out: &mut Vec<u64>) {
+        if self.len > 0 {
+            out.push(self.hash);
+        }
+        *self = WordHash::new();
+    }
+}
+
+fn window_hash(ids: &[u64]) -> u64 {
+    ids.iter().fold(0x9e37_79b9_7f4a_7c15, |h, &id| {
+        (h ^ id).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29)
+    })
+}
+
+/// A document's words, indexed by every window of `SHINGLE` words.
+pub struct SourceIndex {
+    words: Vec<u64>,
+    /// Window hash → the last position it starts at; `previous` chains the earlier ones.
+    last: HashMap<u64, u32>,
+    previous: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl SourceIndex {
+    pub fn new(source: &str) -> SourceIndex {
+        let mut words = Vec::with_capacity(source.len() / 6);
+        word_ids(source, &mut words);
+        let windows = words.len().saturating_sub(SHINGLE - 1);
+        let mut last = HashMap::with_capacity(windows);
+        let mut previous = Vec::with_capacity(windows);
+        for start in 0..windows {
+            let hash = window_hash(&words[start..start + SHINGLE]);
+            previous.push(last.insert(hash, start as u32).unwrap_or(NONE));
+        }
+        SourceIndex {
+            words,
+            last,
+            previous,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Every maximal run of `SHINGLE` or more consecutive words that `payload` shares with the
+    /// document: where it is in the payload and in the document.
+    pub fn runs(&self, payload: &[u64]) -> Vec<Run> {
+        let mut runs = Vec::new();
+        if payload.len() < SHINGLE || self.words.len() < SHINGLE {
+            return runs;
+        }
+        let source = &self.words;
+        for at in 0..=payload.len() - SHINGLE {
+            let window = &payload[at..at + SHINGLE];
+            let mut candidate = self.last.get(&window_hash(window)).copied().unwrap_or(NONE);
+            let mut looked = 0;
+            while candidate != NONE && looked < MAX_CANDIDATES {
+                looked += 1;
+                let from = candidate as usize;
+                candidate = self.previous[from];
+                if &source[from..from + SHINGLE] != window {
+                    continue;
+                }
+                // Only from the start of a run: its continuation would find it again.
+                if at > 0 && from > 0 && payload[at - 1] == source[from - 1] {
+                    continue;
+                }
+                let mut len = SHINGLE;
+                while at + len < payload.len()
+                    && from + len < source.len()
+                    && payload[at + len] == source[from + len]
+                {
+                    len += 1;
+                }
+                runs.push(Run {
+                    payload: at..at + len,
+                    source: from as u32..(from + len) as u32,
+                });
+            }
+        }
+        runs
+    }
+}
+
+/// A stretch of words a payload shares with its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub payload: Range<usize>,
+    pub source: Range<u32>,
+}
+
+impl Run {
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+}
+
+/// What one document has sent so far: the stretches of it that left, and the last words of
+/// the last payload (so pieces sent one after another join up even when each is short).
+pub struct Window {
+    pub index: SourceIndex,
+    /// Disjoint, sorted stretches of the document (word positions) that already left.
+    sent: Vec<Range<u32>>,
+    tail: Vec<u64>,
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    /// The longest stretch of consecutive document words that the request repeats, together
+    /// with what earlier requests of the same document sent.
+    pub longest: usize,
+    /// Where the longest run of this request starts: an index into the joined word sequence
+    /// handed to [`Window::check`] (`None` when it is in what earlier calls sent).
+    pub at: Option<usize>,
+    /// Or which of the `extra` readings it is in.
+    pub reading: Option<usize>,
+    /// True when the stretch only becomes long joined with earlier calls.
+    pub across_calls: bool,
+}
+
+impl Window {
+    pub fn new(source: &str) -> Window {
+        Window {
+            index: SourceIndex::new(source),
+            sent: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Checks a request's words (`joined`: every string of it, in order) and any `extra`
+    /// readings of it (reversed, decoded) against the document and what already left.
+    /// Returns the longest stretch; call [`Window::commit`] if the request goes ahead.
+    pub fn check(&self, joined: &[u64], extra: &[Vec<u64>]) -> (Overlap, Vec<Range<u32>>) {
+        let keep = self.tail.len();
+        let mut sequence = Vec::with_capacity(keep + joined.len());
+        sequence.extend_from_slice(&self.tail);
+        sequence.extend_from_slice(joined);
+
+        let mut best = Overlap {
+            longest: 0,
+            at: None,
+            reading: None,
+            across_calls: false,
+        };
+        let mut stretches: Vec<Range<u32>> = Vec::new();
+        let consider =
+            |run: &Run, at: Option<usize>, reading: Option<usize>, best: &mut Overlap| {
+                if run.len() > best.longest {
+                    *best = Overlap {
+                        longest: run.len(),
+                        at,
+                        reading,
+                        across_calls: at.is_none() && reading.is_none(),
+                    };
+                }
+            };
+        for run in self.index.runs(&sequence) {
+            // A run wholly inside the previous payload's tail was checked then.
+            if run.payload.end <= keep {
+                continue;
+            }
+            let at = run.payload.start.checked_sub(keep);
+            consider(&run, at, None, &mut best);
+            stretches.push(run.source.clone());
+        }
+        for (i, reading) in extra.iter().enumerate() {
+            for run in self.index.runs(reading) {
+                consider(&run, None, Some(i), &mut best);
+                stretches.push(run.source.clone());
+            }
+        }
+        // Joined with what already left (and with each other), how long do they get?
+        let merged = merge(self.sent.iter().cloned().chain(stretches.iter().cloned()));
+        for stretch in &stretches {
+            let whole = merged
+                .iter()
+                .find(|m| m.start <= stretch.start && stretch.end <= m.end)
+                .map_or(0, |m| m.len());
+            if whole > best.longest {
+                best = Overlap {
+                    longest: whole,
+                    at: None,
+                    reading: None,
+                    across_calls: true,
+                };
+            }
+        }
+        (best, stretches)
+    }
+
+    /// Records that a checked request left.
+    pub fn commit(&mut self, joined: &[u64], stretches: Vec<Range<u32>>, tail_words: usize) {
+        self.sent = merge(self.sent.drain(..).chain(stretches));
+        self.tail.extend_from_slice(joined);
+        let excess = self.tail.len().saturating_sub(tail_words);
+        self.tail.drain(..excess);
+    }
+}
+
+/// Sorted, disjoint union of ranges (touching ranges join: 0..4 and 4..8 make 0..8).
+fn merge(ranges: impl Iterator<Item = Range<u32>>) -> Vec<Range<u32>> {
+    let mut all: Vec<Range<u32>> = ranges.filter(|r| !r.is_empty()).collect();
+    all.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u32>> = Vec::with_capacity(all.len());
+    for r in all {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Runs of base64 or hex inside `text`, decoded, when they decode to readable text.
+pub fn decoded_runs(text: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_b64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_b64(bytes[i]) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < bytes.len() && bytes[end] == b'=' && end - i < 2 {
+            end += 1;
+        }
+        let run = &text[start..i];
+        if run.len() < 16 {
+            i = end;
+            continue;
+        }
+        let decoded = if run.len() % 2 == 0 && run.bytes().all(|b| b.is_ascii_hexdigit()) {
+            decode_hex(run)
+        } else {
+            let standard = run.replace('-', "+").replace('_', "/");
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(standard.trim_end_matches('='))
+                .ok()
+        };
+        if let Some(text) = decoded.and_then(readable) {
+            out.push(text);
+        }
+        i = end;
+    }
+    out
+}
+
+fn decode_hex(run: &str) -> Option<Vec<u8>> {
+    (0..run.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&run[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Decoded bytes that read as text: UTF-8, almost all of it printable.
+fn readable(bytes: Vec<u8>) -> Option<String> {
+    let text = String::from_utf8(bytes).ok()?;
+    let total = text.chars().count();
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
+        .count();
+    (total > 0 && printable * 10 >= total * 9).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(text: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        word_ids(text, &mut out);
+        out
+    }
+
+    const SOURCE: &str = "El contratista prestará servicios de soporte técnico de primer y segundo nivel para los sistemas de facturación electrónica del contratante durante la vigencia del contrato";
+
+    fn longest(window: &Window, payload: &str) -> usize {
+        window.check(&ids(payload), &[]).0.longest
+    }
+
+    #[test]
+    fn folding_sees_through_case_width_accents_joiners_and_homoglyphs() {
+        let plain = ids("Facturación electrónica del contratante");
+        assert_eq!(ids("FACTURACION ELECTRONICA DEL CONTRATANTE"), plain);
+        assert_eq!(
+            ids("fac\u{200B}turación elec\u{00AD}trónica del contratante"),
+            plain
+        );
+        assert_eq!(ids("facturación_electrónica-del.contratante"), plain);
+        assert_eq!(
+            ids("ｆａｃｔｕｒａｃｉóｎ electrónica del contratante"),
+            plain
+        );
+        // Cyrillic а, е, о and с in place of Latin letters.
+        assert_eq!(ids("f\u{0430}ctur\u{0430}ción \u{0435}l\u{0435}ctrónica d\u{0435}l \u{0441}\u{043E}ntratante"), plain);
+        assert_eq!(
+            ids("facturacio\u{0301}n   electrónica\n\tdel contratante"),
+            plain
+        );
+    }
+
+    #[test]
+    fn a_copied_passage_is_found_at_its_full_length() {
+        let window = Window::new(SOURCE);
+        assert_eq!(longest(&window, &format!("Resumen: {SOURCE}")), 25);
+        assert_eq!(longest(&window, "soporte técnico de primer nivel"), 4);
+        assert_eq!(longest(&window, "tipo: servicios; partes: 2"), 0);
+    }
+
+    #[test]
+    fn pieces_sent_over_several_calls_join_up() {
+        let mut window = Window::new(SOURCE);
+        let words: Vec<&str> = SOURCE.split(' ').collect();
+        let mut seen = 0;
+        for chunk in words.chunks(9) {
+            let joined = ids(&chunk.join(" "));
+            let (verdict, stretches) = window.check(&joined, &[]);
+            seen = seen.max(verdict.longest);
+            window.commit(&joined, stretches, 12);
+        }
+        assert!(seen > 12, "{seen}");
+    }
+
+    #[test]
+    fn pieces_out_of_order_join_up_too() {
+        let mut window = Window::new(SOURCE);
+        let words: Vec<&str> = SOURCE.split(' ').collect();
+        let first = ids(&words[10..18].join(" "));
+        let (verdict, stretches) = window.check(&first, &[]);
+        assert_eq!(verdict.longest, 8);
+        window.commit(&first, stretches, 0);
+        let second = ids(&words[2..10].join(" "));
+        let (verdict, _) = window.check(&second, &[]);
+        assert_eq!(verdict.longest, 16);
+        assert!(verdict.across_calls);
+    }
+
+    #[test]
+    fn base64_and_hex_runs_are_decoded() {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(SOURCE);
+        let decoded = decoded_runs(&format!("blob={encoded};"));
+        assert_eq!(decoded, vec![SOURCE.to_owned()]);
+        let hex: String = SOURCE.bytes().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(decoded_runs(&hex), vec![SOURCE.to_owned()]);
+        assert!(decoded_runs("order FE2026000123 ok 0123456789abcdef0123").is_empty());
+    }
+
+    #[test]
+    fn index_work_grows_with_the_payload_not_the_document() {
+        let long: String = (0..20_000).map(|i| format!("palabra{i} ")).collect();
+        let window = Window::new(&long);
+        assert_eq!(window.index.len(), 20_000);
+        assert_eq!(
+            longest(&window, "palabra100 palabra101 palabra102 palabra103 x"),
+            4
+        );
+    }
+}
