@@ -1,0 +1,343 @@
+//! What the egress guard looks for before a payload leaves for the cloud: emails, phones,
+//! cards, IBANs and the tax and identity numbers of Colombia, Mexico, Argentina and Brazil,
+//! each confirmed by its own check digit so look-alikes pass untouched. One file per family of
+//! detectors; this one says which exist and runs them.
+
+mod argentina;
+mod brazil;
+mod colombia;
+mod email;
+mod mexico;
+mod money;
+mod numbers;
+mod phone;
+mod shared_run;
+#[cfg(test)]
+mod testing;
+mod text;
+
+use std::collections::BTreeMap;
+
+pub use shared_run::longest_shared_run;
+use text::Text;
+
+/// What a detector found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Email,
+    Phone,
+    PaymentCard,
+    Iban,
+    NitCo,
+    CedulaCo,
+    RfcMx,
+    CurpMx,
+    CuitAr,
+    CpfBr,
+    CnpjBr,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::Email,
+        Kind::Phone,
+        Kind::PaymentCard,
+        Kind::Iban,
+        Kind::NitCo,
+        Kind::CedulaCo,
+        Kind::RfcMx,
+        Kind::CurpMx,
+        Kind::CuitAr,
+        Kind::CpfBr,
+        Kind::CnpjBr,
+    ];
+
+    /// The name used in config files and scripts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Email => "email",
+            Kind::Phone => "phone",
+            Kind::PaymentCard => "payment_card",
+            Kind::Iban => "iban",
+            Kind::NitCo => "nit_co",
+            Kind::CedulaCo => "cedula_co",
+            Kind::RfcMx => "rfc_mx",
+            Kind::CurpMx => "curp_mx",
+            Kind::CuitAr => "cuit_ar",
+            Kind::CpfBr => "cpf_br",
+            Kind::CnpjBr => "cnpj_br",
+        }
+    }
+
+    /// What `redact` writes in place of a finding of this kind.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Kind::Email => "[EMAIL]",
+            Kind::Phone => "[PHONE]",
+            Kind::PaymentCard => "[CARD]",
+            Kind::Iban => "[IBAN]",
+            Kind::NitCo => "[NIT]",
+            Kind::CedulaCo => "[CEDULA]",
+            Kind::RfcMx => "[RFC]",
+            Kind::CurpMx => "[CURP]",
+            Kind::CuitAr => "[CUIT]",
+            Kind::CpfBr => "[CPF]",
+            Kind::CnpjBr => "[CNPJ]",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == s)
+    }
+
+    /// Which finding survives when two overlap: the higher one. Check-digit identifiers
+    /// outrank the phone detector, which matches almost any long run of digits.
+    fn precedence(self) -> u8 {
+        match self {
+            Kind::Email => 11,
+            Kind::Iban => 10,
+            Kind::CurpMx => 9,
+            Kind::RfcMx => 8,
+            Kind::CnpjBr => 7,
+            Kind::PaymentCard => 6,
+            Kind::CuitAr => 5,
+            Kind::CpfBr => 4,
+            Kind::NitCo => 3,
+            Kind::CedulaCo => 2,
+            Kind::Phone => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: Kind,
+    /// Byte offset of the first byte, on a char boundary.
+    pub start: usize,
+    /// Byte offset one past the last byte, on a char boundary.
+    pub end: usize,
+}
+
+/// Every finding in `text`, sorted by start, non-overlapping (when two overlap keep the longer /
+/// more specific one: e.g. a CNPJ beats a phone number, a card beats a phone).
+pub fn scan(text: &str, kinds: &[Kind]) -> Vec<Finding> {
+    let text = Text::new(text);
+    let wanted = |kind| kinds.contains(&kind);
+    let mut found = Vec::new();
+    if wanted(Kind::Email) {
+        email::find_emails(&text, &mut found);
+    }
+    if wanted(Kind::Phone) {
+        phone::find_phones(&text, &mut found);
+    }
+    if wanted(Kind::PaymentCard) {
+        money::find_cards(&text, &mut found);
+    }
+    if wanted(Kind::Iban) {
+        money::find_ibans(&text, &mut found);
+    }
+    if wanted(Kind::NitCo) {
+        colombia::find_nits(&text, &mut found);
+    }
+    if wanted(Kind::CedulaCo) {
+        colombia::find_cedulas(&text, &mut found);
+    }
+    if wanted(Kind::RfcMx) {
+        mexico::find_rfcs(&text, &mut found);
+    }
+    if wanted(Kind::CurpMx) {
+        mexico::find_curps(&text, &mut found);
+    }
+    if wanted(Kind::CuitAr) {
+        argentina::find_cuits(&text, &mut found);
+    }
+    if wanted(Kind::CpfBr) {
+        brazil::find_cpfs(&text, &mut found);
+    }
+    if wanted(Kind::CnpjBr) {
+        brazil::find_cnpjs(&text, &mut found);
+    }
+    keep_non_overlapping(found)
+}
+
+/// `text` with each finding replaced by its kind's placeholder. Findings that overlap an
+/// earlier one, or do not fall on char boundaries of `text`, are ignored.
+pub fn redact(text: &str, findings: &[Finding]) -> String {
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_by_key(|finding| (finding.start, finding.end));
+    let mut out = String::with_capacity(text.len());
+    let mut copied_up_to = 0;
+    for finding in sorted {
+        let fits = finding.start >= copied_up_to
+            && finding.start <= finding.end
+            && text.get(finding.start..finding.end).is_some();
+        if !fits {
+            continue;
+        }
+        out.push_str(&text[copied_up_to..finding.start]);
+        out.push_str(finding.kind.placeholder());
+        copied_up_to = finding.end;
+    }
+    out.push_str(&text[copied_up_to..]);
+    out
+}
+
+/// Keeps, of every group of overlapping candidates, the one with the highest precedence (then
+/// the longest, then the first), and returns the survivors sorted by start.
+fn keep_non_overlapping(mut candidates: Vec<Finding>) -> Vec<Finding> {
+    candidates.sort_by(|a, b| {
+        (b.kind.precedence(), b.end - b.start, a.start).cmp(&(
+            a.kind.precedence(),
+            a.end - a.start,
+            b.start,
+        ))
+    });
+    // Accepted findings keyed by start; they never overlap, so only the last one starting
+    // before a candidate's end can overlap it.
+    let mut accepted: BTreeMap<usize, Finding> = BTreeMap::new();
+    for candidate in candidates {
+        let overlaps = accepted
+            .range(..candidate.end)
+            .next_back()
+            .is_some_and(|(_, previous)| previous.end > candidate.start);
+        if !overlaps && candidate.start < candidate.end {
+            accepted.insert(candidate.start, candidate);
+        }
+    }
+    accepted.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argentina::cuit_is_valid;
+    use super::brazil::cpf_is_valid;
+    use super::testing::*;
+    use super::*;
+
+    // --- Kind ---------------------------------------------------------------------------
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_name(kind.name()), Some(kind));
+            assert!(kind.placeholder().starts_with('[') && kind.placeholder().ends_with(']'));
+        }
+        assert_eq!(Kind::from_name("payment_card"), Some(Kind::PaymentCard));
+        assert_eq!(Kind::PaymentCard.placeholder(), "[CARD]");
+        assert_eq!(Kind::from_name("passport"), None);
+    }
+
+    #[test]
+    fn plain_eleven_digits_valid_as_both_cuit_and_cpf_report_cuit() {
+        let both = digits("20000013510");
+        assert!(cuit_is_valid(&both) && cpf_is_valid(&both));
+        assert_eq!(found("id 20000013510"), vec![(Kind::CuitAr, "20000013510")]);
+        assert_eq!(
+            found_only("id 20000013510", Kind::CpfBr),
+            vec!["20000013510"]
+        );
+    }
+
+    // --- Overlaps -----------------------------------------------------------------------
+
+    #[test]
+    fn specific_identifiers_beat_phones() {
+        // A 13-digit Visa and a 10-digit cédula also read as phone numbers.
+        assert_eq!(
+            found("4222222222222"),
+            vec![(Kind::PaymentCard, "4222222222222")]
+        );
+        assert_eq!(found("CC 1020345678"), vec![(Kind::CedulaCo, "1020345678")]);
+        assert_eq!(
+            found("CUIL 20123456786"),
+            vec![(Kind::CuitAr, "20123456786")]
+        );
+        let cnpj = Finding {
+            kind: Kind::CnpjBr,
+            start: 0,
+            end: 18,
+        };
+        let phone = Finding {
+            kind: Kind::Phone,
+            start: 3,
+            end: 20,
+        };
+        assert_eq!(keep_non_overlapping(vec![phone, cnpj.clone()]), vec![cnpj]);
+    }
+
+    #[test]
+    fn findings_are_sorted_and_cover_char_boundaries() {
+        let text =
+            "Señor Núñez, CPF 529.982.247-25, correo ñ.nunez@correo.com.br, tel +55 11 91234-5678";
+        let findings = scan(text, &Kind::ALL);
+        let kinds: Vec<Kind> = findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![Kind::CpfBr, Kind::Email, Kind::Phone]);
+        assert!(findings.windows(2).all(|pair| pair[0].end <= pair[1].start));
+        for f in &findings {
+            assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+        }
+        assert_eq!(
+            &text[findings[1].start..findings[1].end],
+            "ñ.nunez@correo.com.br"
+        );
+    }
+
+    #[test]
+    fn scan_only_looks_for_the_kinds_asked() {
+        let text = "CPF 529.982.247-25 y ana@empresa.co";
+        assert_eq!(found_only(text, Kind::Email), vec!["ana@empresa.co"]);
+        assert!(scan(text, &[]).is_empty());
+    }
+
+    #[test]
+    fn spanish_contract_paragraph_has_no_findings() {
+        let contract =
+            "CLÁUSULA TERCERA. VALOR Y FORMA DE PAGO. El valor total del presente contrato \
+            asciende a la suma de $8.500.000 (ocho millones quinientos mil pesos m/cte), que se \
+            pagará en dos cuotas: la primera por $4.250.000 el 2026-01-20 y la segunda por \
+            $ 4.250.000 el 2026-03-15, previa presentación de la factura y del informe de \
+            actividades. El plazo de ejecución será de 12 meses contados a partir del acta de \
+            inicio (20/01/2026). Las partes acuerdan una cláusula penal del 10% del valor del \
+            contrato, es decir $850.000, conforme al numeral 3.2 y al artículo 1.592 del Código \
+            Civil. Con copia (CC) a la interventoría. Valor anual estimado: $102.000.000,50.";
+        assert_eq!(found(contract), vec![]);
+    }
+
+    // --- redact -------------------------------------------------------------------------
+
+    #[test]
+    fn redact_replaces_each_finding_with_its_placeholder() {
+        let text =
+            "Contacto: ana.perez@empresa.com.co, tel. +57 301 234 5678, C.C. 1.020.345.678; \
+                    NIT 800.197.268-4; tarjeta 4111 1111 1111 1111.";
+        let redacted = redact(text, &scan(text, &Kind::ALL));
+        assert_eq!(
+            redacted,
+            "Contacto: [EMAIL], tel. [PHONE], C.C. [CEDULA]; NIT [NIT]; tarjeta [CARD]."
+        );
+    }
+
+    #[test]
+    fn redact_ignores_overlapping_or_broken_findings() {
+        let text = "ñandú 123";
+        let findings = [
+            Finding {
+                kind: Kind::Phone,
+                start: 8,
+                end: 11,
+            },
+            Finding {
+                kind: Kind::Email,
+                start: 9,
+                end: 10,
+            },
+            Finding {
+                kind: Kind::Email,
+                start: 1,
+                end: 2,
+            }, // inside 'ñ'
+        ];
+        assert_eq!(redact(text, &findings), "ñandú [PHONE]");
+        assert_eq!(redact(text, &[]), text);
+    }
+}
