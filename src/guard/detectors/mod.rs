@@ -37,75 +37,93 @@ pub enum Kind {
     CnpjBr,
 }
 
+/// One detector: the one place that says what a kind is called, what replaces its findings,
+/// how it ranks against the others and where its search lives.
+struct Detector {
+    kind: Kind,
+    /// The name used in config files and scripts.
+    name: &'static str,
+    /// What `redact` writes in place of a finding.
+    placeholder: &'static str,
+    /// Which finding survives when two overlap: the higher one. Check-digit identifiers
+    /// outrank the phone detector, which matches almost any long run of digits.
+    precedence: u8,
+    find: fn(&Text, &mut Vec<Finding>),
+}
+
+/// Every detector, in the order of `Kind`'s variants.
+#[rustfmt::skip]
+const DETECTORS: [Detector; 11] = [
+    //  kind                name            placeholder  rank search
+    row(Kind::Email,        "email",        "[EMAIL]",   11, email::find_emails),
+    row(Kind::Phone,        "phone",        "[PHONE]",   1,  phone::find_phones),
+    row(Kind::PaymentCard,  "payment_card", "[CARD]",    6,  money::find_cards),
+    row(Kind::Iban,         "iban",         "[IBAN]",    10, money::find_ibans),
+    row(Kind::NitCo,        "nit_co",       "[NIT]",     3,  colombia::find_nits),
+    row(Kind::CedulaCo,     "cedula_co",    "[CEDULA]",  2,  colombia::find_cedulas),
+    row(Kind::RfcMx,        "rfc_mx",       "[RFC]",     8,  mexico::find_rfcs),
+    row(Kind::CurpMx,       "curp_mx",      "[CURP]",    9,  mexico::find_curps),
+    row(Kind::CuitAr,       "cuit_ar",      "[CUIT]",    5,  argentina::find_cuits),
+    row(Kind::CpfBr,        "cpf_br",       "[CPF]",     4,  brazil::find_cpfs),
+    row(Kind::CnpjBr,       "cnpj_br",      "[CNPJ]",    7,  brazil::find_cnpjs),
+];
+
+const fn row(
+    kind: Kind,
+    name: &'static str,
+    placeholder: &'static str,
+    precedence: u8,
+    find: fn(&Text, &mut Vec<Finding>),
+) -> Detector {
+    Detector {
+        kind,
+        name,
+        placeholder,
+        precedence,
+        find,
+    }
+}
+
+// `Kind::detector` indexes the table by variant: a row out of order fails the build.
+const _: () = {
+    let mut index = 0;
+    while index < DETECTORS.len() {
+        assert!(DETECTORS[index].kind as usize == index);
+        index += 1;
+    }
+};
+
 impl Kind {
-    pub const ALL: [Kind; 11] = [
-        Kind::Email,
-        Kind::Phone,
-        Kind::PaymentCard,
-        Kind::Iban,
-        Kind::NitCo,
-        Kind::CedulaCo,
-        Kind::RfcMx,
-        Kind::CurpMx,
-        Kind::CuitAr,
-        Kind::CpfBr,
-        Kind::CnpjBr,
-    ];
+    pub const ALL: [Kind; DETECTORS.len()] = {
+        let mut all = [Kind::Email; DETECTORS.len()];
+        let mut index = 0;
+        while index < all.len() {
+            all[index] = DETECTORS[index].kind;
+            index += 1;
+        }
+        all
+    };
+
+    fn detector(self) -> &'static Detector {
+        &DETECTORS[self as usize]
+    }
 
     /// The name used in config files and scripts.
     pub fn name(self) -> &'static str {
-        match self {
-            Kind::Email => "email",
-            Kind::Phone => "phone",
-            Kind::PaymentCard => "payment_card",
-            Kind::Iban => "iban",
-            Kind::NitCo => "nit_co",
-            Kind::CedulaCo => "cedula_co",
-            Kind::RfcMx => "rfc_mx",
-            Kind::CurpMx => "curp_mx",
-            Kind::CuitAr => "cuit_ar",
-            Kind::CpfBr => "cpf_br",
-            Kind::CnpjBr => "cnpj_br",
-        }
+        self.detector().name
     }
 
     /// What `redact` writes in place of a finding of this kind.
     pub fn placeholder(self) -> &'static str {
-        match self {
-            Kind::Email => "[EMAIL]",
-            Kind::Phone => "[PHONE]",
-            Kind::PaymentCard => "[CARD]",
-            Kind::Iban => "[IBAN]",
-            Kind::NitCo => "[NIT]",
-            Kind::CedulaCo => "[CEDULA]",
-            Kind::RfcMx => "[RFC]",
-            Kind::CurpMx => "[CURP]",
-            Kind::CuitAr => "[CUIT]",
-            Kind::CpfBr => "[CPF]",
-            Kind::CnpjBr => "[CNPJ]",
-        }
+        self.detector().placeholder
     }
 
     pub fn from_name(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.name() == s)
     }
 
-    /// Which finding survives when two overlap: the higher one. Check-digit identifiers
-    /// outrank the phone detector, which matches almost any long run of digits.
     fn precedence(self) -> u8 {
-        match self {
-            Kind::Email => 11,
-            Kind::Iban => 10,
-            Kind::CurpMx => 9,
-            Kind::RfcMx => 8,
-            Kind::CnpjBr => 7,
-            Kind::PaymentCard => 6,
-            Kind::CuitAr => 5,
-            Kind::CpfBr => 4,
-            Kind::NitCo => 3,
-            Kind::CedulaCo => 2,
-            Kind::Phone => 1,
-        }
+        self.detector().precedence
     }
 }
 
@@ -122,40 +140,11 @@ pub struct Finding {
 /// more specific one: e.g. a CNPJ beats a phone number, a card beats a phone).
 pub fn scan(text: &str, kinds: &[Kind]) -> Vec<Finding> {
     let text = Text::new(text);
-    let wanted = |kind| kinds.contains(&kind);
     let mut found = Vec::new();
-    if wanted(Kind::Email) {
-        email::find_emails(&text, &mut found);
-    }
-    if wanted(Kind::Phone) {
-        phone::find_phones(&text, &mut found);
-    }
-    if wanted(Kind::PaymentCard) {
-        money::find_cards(&text, &mut found);
-    }
-    if wanted(Kind::Iban) {
-        money::find_ibans(&text, &mut found);
-    }
-    if wanted(Kind::NitCo) {
-        colombia::find_nits(&text, &mut found);
-    }
-    if wanted(Kind::CedulaCo) {
-        colombia::find_cedulas(&text, &mut found);
-    }
-    if wanted(Kind::RfcMx) {
-        mexico::find_rfcs(&text, &mut found);
-    }
-    if wanted(Kind::CurpMx) {
-        mexico::find_curps(&text, &mut found);
-    }
-    if wanted(Kind::CuitAr) {
-        argentina::find_cuits(&text, &mut found);
-    }
-    if wanted(Kind::CpfBr) {
-        brazil::find_cpfs(&text, &mut found);
-    }
-    if wanted(Kind::CnpjBr) {
-        brazil::find_cnpjs(&text, &mut found);
+    for detector in &DETECTORS {
+        if kinds.contains(&detector.kind) {
+            (detector.find)(&text, &mut found);
+        }
     }
     keep_non_overlapping(found)
 }
@@ -225,6 +214,14 @@ mod tests {
         assert_eq!(Kind::from_name("payment_card"), Some(Kind::PaymentCard));
         assert_eq!(Kind::PaymentCard.placeholder(), "[CARD]");
         assert_eq!(Kind::from_name("passport"), None);
+    }
+
+    #[test]
+    fn each_kind_has_a_rank_of_its_own() {
+        let mut ranks: Vec<u8> = Kind::ALL.iter().map(|kind| kind.precedence()).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        assert_eq!(ranks.len(), Kind::ALL.len());
     }
 
     #[test]
