@@ -315,6 +315,26 @@ mod tests {
     }
 
     #[test]
+    fn redact_replaces_what_was_written_not_its_normalised_form() {
+        let text =
+            "Tarjeta ４１１１ １１１１\u{a0}１１１１ \u{200b}１１１１, correo ana＠dataandes.co.";
+        assert_eq!(
+            found(text),
+            vec![
+                (
+                    Kind::PaymentCard,
+                    "４１１１ １１１１\u{a0}１１１１ \u{200b}１１１１"
+                ),
+                (Kind::Email, "ana＠dataandes.co"),
+            ]
+        );
+        assert_eq!(
+            redact(text, &scan(text, &Kind::ALL)),
+            "Tarjeta [CARD], correo [EMAIL]."
+        );
+    }
+
+    #[test]
     fn redact_ignores_overlapping_or_broken_findings() {
         let text = "ñandú 123";
         let findings = [
