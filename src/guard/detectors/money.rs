@@ -8,7 +8,7 @@ use super::{Finding, Kind};
 // Payment card
 
 /// Cards: 13–19 digits, plain or in groups (4-4-4-4…, Amex 4-6-5, Diners 4-6-4) joined by one
-/// kind of separator, with a known IIN prefix and a valid Luhn check digit.
+/// kind of separator (space, `-` or `.`), with a known IIN prefix and a valid Luhn check digit.
 pub(super) fn find_cards(text: &Text, found: &mut Vec<Finding>) {
     for index in 0..text.len() {
         if !text.is_digit(index)
@@ -21,7 +21,7 @@ pub(super) fn find_cards(text: &Text, found: &mut Vec<Finding>) {
             continue;
         }
         let mut groups = vec![(index, text.digits_end(index))];
-        if let Some(separator @ (' ' | '-')) = text.at(groups[0].1) {
+        if let Some(separator @ (' ' | '-' | '.')) = text.at(groups[0].1) {
             while groups.len() < 6 {
                 let after = groups[groups.len() - 1].1;
                 if !(text.is(after, separator) && text.is_digit(after + 1)) {
@@ -108,32 +108,30 @@ fn luhn_is_valid(digits: &[u8]) -> bool {
 // ---------------------------------------------------------------------------------------------
 // IBAN
 
-/// IBANs: country, check digits, then the account, compact or in groups of four; the length
-/// must fit the country and the ISO 13616 mod-97 check must give 1.
+/// IBANs: country, check digits, then the account, compact or in groups of four (joined by
+/// spaces, dots or dashes); the length must fit the country and the ISO 13616 mod-97 check
+/// must give 1. Lower case is read as upper case, for the countries whose length we know.
 pub(super) fn find_ibans(text: &Text, found: &mut Vec<Finding>) {
-    let is_upper = |i: usize| text.at(i).is_some_and(|c| c.is_ascii_uppercase());
-    let is_alnum = |i: usize| {
-        text.at(i)
-            .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-    };
+    let is_letter = |i: usize| text.at(i).is_some_and(|c| c.is_ascii_alphabetic());
+    let is_alnum = |i: usize| text.at(i).is_some_and(|c| c.is_ascii_alphanumeric());
     for index in 0..text.len() {
-        let looks_like_start = is_upper(index)
-            && is_upper(index + 1)
+        let looks_like_start = is_letter(index)
+            && is_letter(index + 1)
             && text.is_digit(index + 2)
             && text.is_digit(index + 3)
             && text.word_starts(index);
         if !looks_like_start {
             continue;
         }
-        let grouped = text.is(index + 4, ' ');
+        let separator = text.at(index + 4).filter(|c| matches!(c, ' ' | '.' | '-'));
         let mut chars: Vec<u8> = Vec::with_capacity(34);
         let mut ends: Vec<usize> = Vec::with_capacity(34); // char index just past each IBAN char
         let mut next = index;
         while chars.len() < 34 {
-            if grouped
+            if separator.is_some()
                 && chars.len() >= 4
                 && chars.len().is_multiple_of(4)
-                && text.is(next, ' ')
+                && text.at(next) == separator
                 && is_alnum(next + 1)
             {
                 next += 1;
@@ -141,12 +139,15 @@ pub(super) fn find_ibans(text: &Text, found: &mut Vec<Finding>) {
             if chars.len() >= 4 && !is_alnum(next) {
                 break;
             }
-            chars.push(text.at(next).map_or(0, |c| c as u8));
+            chars.push(text.at(next).map_or(0, |c| c.to_ascii_uppercase() as u8));
             next += 1;
             ends.push(next);
         }
+        let lower_case = text.at(index).is_some_and(|c| c.is_ascii_lowercase())
+            || text.at(index + 1).is_some_and(|c| c.is_ascii_lowercase());
         let lengths: Vec<usize> = match iban_length(&chars[..2]) {
             Some(length) => vec![length],
+            None if lower_case => continue,
             None => (15..=34).rev().collect(),
         };
         for length in lengths {
@@ -221,6 +222,30 @@ mod tests {
     }
 
     #[test]
+    fn finds_cards_however_they_are_spaced_or_typed() {
+        for card in [
+            "4111.1111.1111.1111",
+            "4111  1111  1111  1111",
+            "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+            "4111 \t1111\u{202f}1111\u{2007}1111",
+            "４１１１ １１１１ １１１１ １１１１",
+            "４１１１１１１１１１１１１１１１",
+            "4111\u{200b}1111\u{200b}1111\u{200b}1111",
+            "3782.822463.10005",
+        ] {
+            let text = format!("Tarjeta {card} vence 12/28");
+            assert_eq!(found(&text), vec![(Kind::PaymentCard, card)], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn leaves_dotted_numbers_that_are_not_cards() {
+        assert!(found("Ref 4111.1111.1111.1112").is_empty());
+        assert!(found("Total 4.111.111.111.111.111").is_empty());
+        assert!(found("v4111.1111.1111.1111").is_empty());
+    }
+
+    #[test]
     fn leaves_cards_with_bad_luhn_or_unknown_prefix() {
         assert!(found("Tarjeta 4111 1111 1111 1112").is_empty());
         assert!(found("Tarjeta 3782 822463 10006").is_empty());
@@ -258,6 +283,37 @@ mod tests {
             found_only("ES91 2100 0418 4502 0005 1332 EUR", Kind::Iban),
             vec!["ES91 2100 0418 4502 0005 1332"]
         );
+    }
+
+    #[test]
+    fn finds_ibans_however_they_are_cased_spaced_or_typed() {
+        for iban in [
+            "es91 2100 0418 4502 0005 1332",
+            "es9121000418450200051332",
+            "ES91.2100.0418.4502.0005.1332",
+            "ES91-2100-0418-4502-0005-1332",
+            "ES91  2100  0418  4502  0005  1332",
+            "ES91\u{a0}2100\u{a0}0418\u{a0}4502\u{a0}0005\u{a0}1332",
+            "ＥＳ９１ ２１００ ０４１８ ４５０２ ０００５ １３３２",
+            "gb82 west 1234 5698 7654 32",
+            "De89 3704 0044 0532 0130 00",
+        ] {
+            let text = format!("Cuenta: {iban}. Gracias");
+            assert_eq!(found(&text), vec![(Kind::Iban, iban)], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn leaves_lower_case_look_alikes_of_ibans() {
+        assert!(found("es91 2100 0418 4502 0005 1333").is_empty());
+        // A valid mod-97 check for a country whose length we do not know: taken in upper case
+        // as written by a bank, left in lower case where it reads as any other word.
+        assert_eq!(
+            found_only("XQ38 BANK 1234 5678 9012", Kind::Iban),
+            vec!["XQ38 BANK 1234 5678 9012"]
+        );
+        assert!(found_only("xq38 bank 1234 5678 9012", Kind::Iban).is_empty());
+        assert!(found("versión es12 del documento, sección ab34").is_empty());
     }
 
     #[test]
