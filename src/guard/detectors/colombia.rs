@@ -1,8 +1,9 @@
 //! Colombia: the NIT (DIAN check digit) and the cédula de ciudadanía, which has no check digit
 //! and is only taken when announced as one.
 
+use super::keywords::announced_numbers;
 use super::numbers::{all_same, find_numbers};
-use super::text::{fold, Text};
+use super::text::Text;
 use super::{Finding, Kind};
 
 pub(super) fn find_nits(text: &Text, found: &mut Vec<Finding>) {
@@ -43,66 +44,13 @@ fn nit_check_digit(body: &[u8]) -> u8 {
 
 /// Keywords, folded (lower case, no accents), longest first.
 const CEDULA_KEYWORDS: [&str; 5] = ["cedula de ciudadania", "cedula", "c.c.", "c.c", "cc"];
-/// Words allowed between the keyword and the number ("No.", "número", "nro").
-const CEDULA_FILLERS: [&str; 5] = ["numero", "nro", "num", "no", "n"];
-/// At most this many chars between the keyword and the number.
-const CEDULA_GAP: usize = 20;
 
 pub(super) fn find_cedulas(text: &Text, found: &mut Vec<Finding>) {
-    for index in 0..text.len() {
-        let may_start_keyword =
-            text.at(index).is_some_and(|c| fold(c) == 'c') && text.word_starts(index);
-        if !may_start_keyword {
-            continue;
-        }
-        let Some(keyword_end) = CEDULA_KEYWORDS
-            .iter()
-            .find_map(|keyword| match_folded(text, index, keyword))
-        else {
-            continue;
-        };
-        if text.at(keyword_end).is_some_and(char::is_alphabetic) {
-            continue; // "ccosto", "cedulas"
-        }
-        let Some(number_start) = skip_cedula_filler(text, keyword_end) else {
-            continue;
-        };
+    for number_start in announced_numbers(text, &CEDULA_KEYWORDS) {
         if let Some(number_end) = match_cedula_number(text, number_start) {
             found.push(text.finding(Kind::CedulaCo, number_start, number_end));
         }
     }
-}
-
-/// The end of `keyword` if the text at `index` reads as it, ignoring case and accents.
-fn match_folded(text: &Text, index: usize, keyword: &str) -> Option<usize> {
-    let mut at = index;
-    for wanted in keyword.chars() {
-        if text.at(at).map(fold) != Some(wanted) {
-            return None;
-        }
-        at += 1;
-    }
-    Some(at)
-}
-
-/// Skips spaces, `:`, `.`, `#`, `°` and words like "No." after the keyword; returns where the
-/// digits begin, if they begin within `CEDULA_GAP` chars.
-fn skip_cedula_filler(text: &Text, from: usize) -> Option<usize> {
-    let mut index = from;
-    while index <= from + CEDULA_GAP {
-        match text.at(index)? {
-            c if c.is_ascii_digit() => return Some(index),
-            ' ' | '\t' | ':' | '.' | '#' | '°' | 'º' | '-' => index += 1,
-            _ => {
-                let filler_end = CEDULA_FILLERS
-                    .iter()
-                    .filter_map(|filler| match_folded(text, index, filler))
-                    .find(|&end| !text.at(end).is_some_and(char::is_alphabetic))?;
-                index = filler_end;
-            }
-        }
-    }
-    None
 }
 
 /// 6–10 digits, plain (`1020345678`) or with thousands dots (`1.020.345.678`).

@@ -7,6 +7,7 @@ mod argentina;
 mod brazil;
 mod colombia;
 mod email;
+mod keywords;
 mod mexico;
 mod money;
 mod numbers;
