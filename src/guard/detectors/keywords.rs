@@ -43,6 +43,11 @@ impl Keywords {
         Keywords { ends, gap }
     }
 
+    /// Whether a keyword ends exactly at `index`.
+    pub(super) fn end_at(&self, index: usize) -> bool {
+        self.ends.binary_search(&index).is_ok()
+    }
+
     /// Whether a keyword ends at most `gap` chars before `index`.
     pub(super) fn precede(&self, index: usize) -> bool {
         let before = self.ends.partition_point(|&end| end <= index);
@@ -95,6 +100,7 @@ mod tests {
         assert_eq!(keywords.ends, vec![8, 44]);
         assert!(keywords.precede(10) && keywords.precede(11) && !keywords.precede(12));
         assert!(!keywords.precede(5));
+        assert!(keywords.end_at(44) && !keywords.end_at(45));
     }
 
     #[test]

@@ -1,10 +1,44 @@
 //! Phone numbers: runs of digit groups with the length and layout of a phone, not of a date,
-//! an amount or an identifier.
+//! an amount or an identifier. Spanish numbers have only nine digits, as many as an order
+//! number, so they are taken in a phone layout (`612 345 678`, `91 234 56 78`) or after a
+//! phone keyword.
 
 use std::ops::Range;
 
+use super::keywords::{match_folded, Keywords};
 use super::text::Text;
 use super::{Finding, Kind};
+
+/// Words that announce a phone number, folded (lower case, no accents).
+const PHONE_KEYWORDS: [&str; 13] = [
+    "telefono",
+    "telefonos",
+    "telf",
+    "tel",
+    "tlf",
+    "tfno",
+    "movil",
+    "celular",
+    "cel",
+    "whatsapp",
+    "phone",
+    "telephone",
+    "mobile",
+];
+/// At most this many chars between a phone keyword and the number it announces.
+const PHONE_KEYWORD_GAP: usize = 20;
+
+/// Currency words that make a number right before them an amount, folded.
+const CURRENCY_WORDS: [&str; 7] = ["eur", "euros", "usd", "dolares", "pesos", "soles", "mxn"];
+
+/// What the text around a run of digit groups says about it.
+#[derive(Clone, Copy)]
+struct Context {
+    /// A phone keyword (tel, móvil, WhatsApp…) ends shortly before the run.
+    announced: bool,
+    /// A currency sign or word right before or after the run: an amount.
+    priced: bool,
+}
 
 /// One group of digits in a run that may be a phone number.
 struct DigitGroup {
@@ -13,6 +47,8 @@ struct DigitGroup {
     /// Just past the group, its `)` included.
     end: usize,
     digits: usize,
+    /// The value of its first digit.
+    first_digit: u8,
     /// The `-` or `.` between this group and the previous one, if any.
     joined_by: Option<char>,
     /// Only spaces (or nothing, after a `)`) between this group and the previous one.
@@ -20,10 +56,12 @@ struct DigitGroup {
 }
 
 /// Phone numbers: a run of digit groups (optional leading `+`, groups joined by a space, `-`,
-/// `.` or parentheses) with 8–15 digits, and either a `+` or 10–13 digits. A run that is not
+/// `.` or parentheses) with 8–15 digits, and either a `+`, 10–13 digits or the nine digits of a
+/// Spanish number (see `is_spanish`). A run that is not
 /// one phone may be several joined by spaces ("301 234 5678 320 987 6543"); a space after a
 /// group of 7+ digits always ends a phone ("3012345678 2 veces").
 pub(super) fn find_phones(text: &Text, found: &mut Vec<Finding>) {
+    let keywords = Keywords::find(text, &PHONE_KEYWORDS, PHONE_KEYWORD_GAP);
     let mut index = 0;
     while index < text.len() {
         let starts_run = match text.at(index) {
@@ -32,12 +70,14 @@ pub(super) fn find_phones(text: &Text, found: &mut Vec<Finding>) {
             }
             Some('(') => text.number_starts(index),
             Some(c) if c.is_ascii_digit() => {
-                // Not the tail of a code either: FE-2026-000123, 301 234 (a run starts earlier).
+                // Not the tail of a code either: FE-2026-000123, 301 234 (a run starts earlier);
+                // but "Tel.612345678" is a phone after its keyword.
                 let joined_to_word = matches!(text.before(index), Some('.' | '-' | '/'))
                     && index
                         .checked_sub(2)
                         .and_then(|i| text.at(i))
-                        .is_some_and(char::is_alphanumeric);
+                        .is_some_and(char::is_alphanumeric)
+                    && !keywords.end_at(index - 1);
                 let continues_run =
                     text.is(index.wrapping_sub(1), ' ') && text.is_digit(index.wrapping_sub(2));
                 text.number_starts(index)
@@ -58,6 +98,10 @@ pub(super) fn find_phones(text: &Text, found: &mut Vec<Finding>) {
             continue;
         };
         let run_end = last.end;
+        let context = Context {
+            announced: keywords.precede(index),
+            priced: is_priced(text, index, run_end),
+        };
         let time_follows = text.is(run_end, ':') && text.is_digit(run_end + 1);
         let mut piece_start = 0;
         for (position, group) in groups.iter().enumerate() {
@@ -70,7 +114,7 @@ pub(super) fn find_phones(text: &Text, found: &mut Vec<Finding>) {
             let plus = has_plus && piece_start == 0;
             let ends_cleanly = !is_last || text.number_ends(run_end) && !time_follows;
             if ends_cleanly {
-                for phone in split_into_phones(piece, plus) {
+                for phone in split_into_phones(piece, plus, context) {
                     let first = if plus && phone.start == 0 {
                         index
                     } else {
@@ -87,7 +131,7 @@ pub(super) fn find_phones(text: &Text, found: &mut Vec<Finding>) {
 
 /// The fewest phones that together make up all of `groups`, split only where groups are
 /// joined by spaces; none if there is no such split. Only the first may carry the `+`.
-fn split_into_phones(groups: &[DigitGroup], has_plus: bool) -> Vec<Range<usize>> {
+fn split_into_phones(groups: &[DigitGroup], has_plus: bool, context: Context) -> Vec<Range<usize>> {
     /// A phone has at most 15 digits, so at most 15 groups.
     const MOST_GROUPS: usize = 15;
     // fewest[j]: the fewest phones making up groups[..j], and where the last one starts.
@@ -100,7 +144,10 @@ fn split_into_phones(groups: &[DigitGroup], has_plus: bool) -> Vec<Range<usize>>
             };
             let may_split_here = start == 0 || groups[start].after_space;
             let better = fewest[end].is_none_or(|(best, _)| count + 1 < best);
-            if may_split_here && better && is_phone(&groups[start..end], has_plus && start == 0) {
+            if may_split_here
+                && better
+                && is_phone(&groups[start..end], has_plus && start == 0, context)
+            {
                 fewest[end] = Some((count + 1, start));
             }
         }
@@ -145,6 +192,7 @@ fn read_digit_groups(text: &Text, mut index: usize) -> Vec<DigitGroup> {
             start,
             end: index,
             digits,
+            first_digit: text.digit(index - digits - usize::from(opened)),
             joined_by,
             after_space,
         });
@@ -175,7 +223,35 @@ fn read_digit_groups(text: &Text, mut index: usize) -> Vec<DigitGroup> {
     groups
 }
 
-fn is_phone(groups: &[DigitGroup], has_plus: bool) -> bool {
+/// A currency sign right before the run (`$ 612 345 678`), or a sign or currency word right
+/// after it (`612 345 678 €`, `612 345 678 euros`).
+fn is_priced(text: &Text, start: usize, end: usize) -> bool {
+    let before = start - usize::from(text.is(start.wrapping_sub(1), ' '));
+    let after = end + usize::from(text.is(end, ' '));
+    let is_sign = |c: char| matches!(c, '$' | '€' | '£');
+    text.before(before).is_some_and(is_sign)
+        || text.at(after).is_some_and(is_sign)
+        || CURRENCY_WORDS
+            .iter()
+            .any(|word| match_folded(text, after, word).is_some_and(|end| text.word_ends(end)))
+}
+
+/// A Spanish number without its `+34`: nine digits starting with 6–9 (mobiles 6/7, landlines
+/// 8/9), grouped as phones are (`612 345 678`, `612 34 56 78`, `91 234 56 78`, spaces or
+/// dashes throughout), or written as one run after a phone keyword. Never next to a currency.
+fn is_spanish(groups: &[DigitGroup], lengths: &[usize], context: Context) -> bool {
+    let digits: usize = lengths.iter().sum();
+    let spaced = groups[1..].iter().all(|group| group.after_space);
+    let dashed = groups[1..].iter().all(|group| group.joined_by == Some('-'));
+    let layout = match lengths {
+        [9] => context.announced,
+        [3, 3, 3] | [3, 2, 2, 2] | [2, 3, 2, 2] => spaced || dashed,
+        _ => false,
+    };
+    digits == 9 && (6..=9).contains(&groups[0].first_digit) && layout && !context.priced
+}
+
+fn is_phone(groups: &[DigitGroup], has_plus: bool, context: Context) -> bool {
     let digits: usize = groups.iter().map(|group| group.digits).sum();
     let lengths: Vec<usize> = groups.iter().map(|group| group.digits).collect();
     let joiners: Vec<char> = groups.iter().filter_map(|group| group.joined_by).collect();
@@ -184,7 +260,7 @@ fn is_phone(groups: &[DigitGroup], has_plus: bool) -> bool {
     let enough_digits = if has_plus {
         (8..=15).contains(&digits)
     } else {
-        (10..=13).contains(&digits)
+        (10..=13).contains(&digits) || is_spanish(groups, &lengths, context)
     };
     // 8.500.000 and 192.168.100.200: thousands separators or an address, not a phone.
     let thousands = lengths.len() >= 2
@@ -239,6 +315,74 @@ mod tests {
             found("Tel: 3012345678 3209876543"),
             vec![(Kind::Phone, "3012345678"), (Kind::Phone, "3209876543")]
         );
+    }
+
+    #[test]
+    fn finds_spanish_phones() {
+        for phone in [
+            "+34 612 345 678",
+            "+34612345678",
+            "+34 91 234 56 78",
+            "612 345 678",
+            "612 34 56 78",
+            "912 345 678",
+            "91 234 56 78",
+            "712-345-678",
+            "６１２ ３４５ ６７８",
+            "612\u{a0}345\u{a0}678",
+        ] {
+            let text = format!("Llámame al {phone}, gracias.");
+            assert_eq!(found(&text), vec![(Kind::Phone, phone)], "{text}");
+        }
+        assert_eq!(
+            found("Tel. 612 345 678 / 698 765 432"),
+            vec![(Kind::Phone, "612 345 678"), (Kind::Phone, "698 765 432")]
+        );
+    }
+
+    #[test]
+    fn finds_nine_bare_digits_only_after_a_phone_keyword() {
+        for text in [
+            "Tel: 612345678",
+            "Teléfono de contacto: 912345678",
+            "móvil 698765432",
+            "Celular: 712345678",
+            "WhatsApp +34 612345678 o 698765432",
+            "phone 812345678",
+        ] {
+            let phones = found_only(text, Kind::Phone);
+            assert!(!phones.is_empty(), "{text}");
+            assert!(phones
+                .iter()
+                .all(|phone| phone.ends_with('8') || phone.ends_with('2')));
+        }
+        assert_eq!(found("Tlf.612345678"), vec![(Kind::Phone, "612345678")]);
+        for text in [
+            "Pedido 612345678",
+            "Factura 912345678 del 20/01/2026",
+            "Tel: 512345678",
+            "Tel: 61234567",
+            "Teléfono: ver la ficha del cliente, pedido 612345678",
+            "Hotel 612345678",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
+    }
+
+    #[test]
+    fn leaves_nine_digit_amounts_and_codes() {
+        for text in [
+            "Importe: 612 345 678 €",
+            "Importe: 612 345 678 euros",
+            "Total $ 912 345 678",
+            "Total 712.345.678",
+            "Código 512 345 678",
+            "Lote 612 345 67",
+            "Serie 612-34-5678",
+            "Versión 612 345 678 9",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
     }
 
     #[test]
