@@ -273,8 +273,13 @@ fn is_phone(groups: &[DigitGroup], has_plus: bool, context: Context) -> bool {
         && matches!(lengths[..3], [4, 2, 2] | [2, 2, 4])
         && groups[1].joined_by.is_some()
         && groups[2].joined_by.is_some();
-    // 529.982.247-25, 900.123.456-7, 20-12345678-7: identifier layouts with a bad check digit.
-    let identifier_layout = (dotted && dashed) || lengths.last().is_some_and(|&length| length < 2);
+    // 529.982.247-25, 900.123.456-7, 20-12345678-7: identifier layouts with a bad check digit;
+    // 20240115-0042, 1234567-890: a code, with a long group joined to the next.
+    let identifier_layout = (dotted && dashed)
+        || lengths.last().is_some_and(|&length| length < 2)
+        || groups
+            .windows(2)
+            .any(|pair| pair[0].digits >= 6 && pair[1].joined_by.is_some());
     enough_digits && !thousands && !decimal && !date && !identifier_layout
 }
 
@@ -398,6 +403,8 @@ mod tests {
             "Pedido 12345678",
             "Factura FE-2026-000123",
             "Ref 2345 6789 0123 4567 8901",
+            "Pedido 20240115-0042",
+            "Ref 1234567-890",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }
