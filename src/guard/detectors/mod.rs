@@ -13,6 +13,7 @@ mod money;
 mod numbers;
 mod phone;
 mod shared_run;
+mod spain;
 #[cfg(test)]
 mod testing;
 mod text;
@@ -36,6 +37,9 @@ pub enum Kind {
     CuitAr,
     CpfBr,
     CnpjBr,
+    DniEs,
+    NieEs,
+    CifEs,
 }
 
 /// One detector: the one place that says what a kind is called, what replaces its findings,
@@ -54,19 +58,22 @@ struct Detector {
 
 /// Every detector, in the order of `Kind`'s variants.
 #[rustfmt::skip]
-const DETECTORS: [Detector; 11] = [
+const DETECTORS: [Detector; 14] = [
     //  kind                name            placeholder  rank search
-    row(Kind::Email,        "email",        "[EMAIL]",   11, email::find_emails),
+    row(Kind::Email,        "email",        "[EMAIL]",   19, email::find_emails),
     row(Kind::Phone,        "phone",        "[PHONE]",   1,  phone::find_phones),
-    row(Kind::PaymentCard,  "payment_card", "[CARD]",    6,  money::find_cards),
-    row(Kind::Iban,         "iban",         "[IBAN]",    10, money::find_ibans),
-    row(Kind::NitCo,        "nit_co",       "[NIT]",     3,  colombia::find_nits),
+    row(Kind::PaymentCard,  "payment_card", "[CARD]",    14, money::find_cards),
+    row(Kind::Iban,         "iban",         "[IBAN]",    18, money::find_ibans),
+    row(Kind::NitCo,        "nit_co",       "[NIT]",     9,  colombia::find_nits),
     row(Kind::CedulaCo,     "cedula_co",    "[CEDULA]",  2,  colombia::find_cedulas),
-    row(Kind::RfcMx,        "rfc_mx",       "[RFC]",     8,  mexico::find_rfcs),
-    row(Kind::CurpMx,       "curp_mx",      "[CURP]",    9,  mexico::find_curps),
-    row(Kind::CuitAr,       "cuit_ar",      "[CUIT]",    5,  argentina::find_cuits),
-    row(Kind::CpfBr,        "cpf_br",       "[CPF]",     4,  brazil::find_cpfs),
-    row(Kind::CnpjBr,       "cnpj_br",      "[CNPJ]",    7,  brazil::find_cnpjs),
+    row(Kind::RfcMx,        "rfc_mx",       "[RFC]",     16, mexico::find_rfcs),
+    row(Kind::CurpMx,       "curp_mx",      "[CURP]",    17, mexico::find_curps),
+    row(Kind::CuitAr,       "cuit_ar",      "[CUIT]",    11, argentina::find_cuits),
+    row(Kind::CpfBr,        "cpf_br",       "[CPF]",     10, brazil::find_cpfs),
+    row(Kind::CnpjBr,       "cnpj_br",      "[CNPJ]",    15, brazil::find_cnpjs),
+    row(Kind::DniEs,        "dni_es",       "[DNI]",     7,  spain::find_dnis),
+    row(Kind::NieEs,        "nie_es",       "[NIE]",     6,  spain::find_nies),
+    row(Kind::CifEs,        "cif_es",       "[CIF]",     5,  spain::find_cifs),
 ];
 
 const fn row(
