@@ -5,6 +5,7 @@
 
 mod argentina;
 mod brazil;
+mod chile;
 mod colombia;
 mod email;
 mod keywords;
@@ -40,6 +41,7 @@ pub enum Kind {
     DniEs,
     NieEs,
     CifEs,
+    RutCl,
 }
 
 /// One detector: the one place that says what a kind is called, what replaces its findings,
@@ -58,7 +60,7 @@ struct Detector {
 
 /// Every detector, in the order of `Kind`'s variants.
 #[rustfmt::skip]
-const DETECTORS: [Detector; 14] = [
+const DETECTORS: [Detector; 15] = [
     //  kind                name            placeholder  rank search
     row(Kind::Email,        "email",        "[EMAIL]",   19, email::find_emails),
     row(Kind::Phone,        "phone",        "[PHONE]",   1,  phone::find_phones),
@@ -74,6 +76,7 @@ const DETECTORS: [Detector; 14] = [
     row(Kind::DniEs,        "dni_es",       "[DNI]",     7,  spain::find_dnis),
     row(Kind::NieEs,        "nie_es",       "[NIE]",     6,  spain::find_nies),
     row(Kind::CifEs,        "cif_es",       "[CIF]",     5,  spain::find_cifs),
+    row(Kind::RutCl,        "rut_cl",       "[RUT]",     4,  chile::find_ruts),
 ];
 
 const fn row(
