@@ -12,6 +12,7 @@ mod keywords;
 mod mexico;
 mod money;
 mod numbers;
+mod peru;
 mod phone;
 mod shared_run;
 mod spain;
@@ -42,6 +43,8 @@ pub enum Kind {
     NieEs,
     CifEs,
     RutCl,
+    RucPe,
+    DniPe,
 }
 
 /// One detector: the one place that says what a kind is called, what replaces its findings,
@@ -60,7 +63,7 @@ struct Detector {
 
 /// Every detector, in the order of `Kind`'s variants.
 #[rustfmt::skip]
-const DETECTORS: [Detector; 15] = [
+const DETECTORS: [Detector; 17] = [
     //  kind                name            placeholder  rank search
     row(Kind::Email,        "email",        "[EMAIL]",   19, email::find_emails),
     row(Kind::Phone,        "phone",        "[PHONE]",   1,  phone::find_phones),
@@ -77,6 +80,8 @@ const DETECTORS: [Detector; 15] = [
     row(Kind::NieEs,        "nie_es",       "[NIE]",     6,  spain::find_nies),
     row(Kind::CifEs,        "cif_es",       "[CIF]",     5,  spain::find_cifs),
     row(Kind::RutCl,        "rut_cl",       "[RUT]",     4,  chile::find_ruts),
+    row(Kind::RucPe,        "ruc_pe",       "[RUC]",     12, peru::find_rucs),
+    row(Kind::DniPe,        "dni_pe",       "[DNI]",     3,  peru::find_dnis),
 ];
 
 const fn row(

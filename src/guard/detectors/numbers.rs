@@ -46,6 +46,15 @@ pub(super) fn find_shaped(
     }
 }
 
+/// The end of the first of `shapes` laid out at `start` that ends where a number may end.
+pub(super) fn match_any_shape(text: &Text, start: usize, shapes: &[&str]) -> Option<usize> {
+    let mut chars = Vec::with_capacity(20);
+    shapes.iter().find_map(|shape| {
+        chars.clear();
+        match_shape(text, start, shape, &mut chars).filter(|&end| text.number_ends(end))
+    })
+}
+
 /// The end of `shape` if the text at `start` is laid out as it; its significant chars go to
 /// `chars`.
 fn match_shape(text: &Text, start: usize, shape: &str, chars: &mut Vec<char>) -> Option<usize> {
