@@ -43,7 +43,8 @@ fn nit_check_digit(body: &[u8]) -> u8 {
 // Colombian cédula: no check digit, so only a number announced as one.
 
 /// Keywords, folded (lower case, no accents), longest first.
-const CEDULA_KEYWORDS: [&str; 5] = ["cedula de ciudadania", "cedula", "c.c.", "c.c", "cc"];
+pub(super) const CEDULA_KEYWORDS: [&str; 5] =
+    ["cedula de ciudadania", "cedula", "c.c.", "c.c", "cc"];
 
 pub(super) fn find_cedulas(text: &Text, found: &mut Vec<Finding>) {
     for number_start in announced_numbers(text, &CEDULA_KEYWORDS) {

@@ -7,6 +7,7 @@ mod argentina;
 mod brazil;
 mod chile;
 mod colombia;
+mod ecuador;
 mod email;
 mod keywords;
 mod mexico;
@@ -45,6 +46,8 @@ pub enum Kind {
     RutCl,
     RucPe,
     DniPe,
+    CedulaEc,
+    RucEc,
 }
 
 /// One detector: the one place that says what a kind is called, what replaces its findings,
@@ -63,7 +66,7 @@ struct Detector {
 
 /// Every detector, in the order of `Kind`'s variants.
 #[rustfmt::skip]
-const DETECTORS: [Detector; 17] = [
+const DETECTORS: [Detector; 19] = [
     //  kind                name            placeholder  rank search
     row(Kind::Email,        "email",        "[EMAIL]",   19, email::find_emails),
     row(Kind::Phone,        "phone",        "[PHONE]",   1,  phone::find_phones),
@@ -82,6 +85,8 @@ const DETECTORS: [Detector; 17] = [
     row(Kind::RutCl,        "rut_cl",       "[RUT]",     4,  chile::find_ruts),
     row(Kind::RucPe,        "ruc_pe",       "[RUC]",     12, peru::find_rucs),
     row(Kind::DniPe,        "dni_pe",       "[DNI]",     3,  peru::find_dnis),
+    row(Kind::CedulaEc,     "cedula_ec",    "[CEDULA]",  8,  ecuador::find_cedulas),
+    row(Kind::RucEc,        "ruc_ec",       "[RUC]",     13, ecuador::find_rucs),
 ];
 
 const fn row(

@@ -10,7 +10,7 @@ use super::text::Text;
 use super::{Finding, Kind};
 
 /// Words that announce a phone number, folded (lower case, no accents).
-const PHONE_KEYWORDS: [&str; 13] = [
+pub(super) const PHONE_KEYWORDS: [&str; 13] = [
     "telefono",
     "telefonos",
     "telf",
@@ -26,7 +26,7 @@ const PHONE_KEYWORDS: [&str; 13] = [
     "mobile",
 ];
 /// At most this many chars between a phone keyword and the number it announces.
-const PHONE_KEYWORD_GAP: usize = 20;
+pub(super) const PHONE_KEYWORD_GAP: usize = 20;
 
 /// Currency words that make a number right before them an amount, folded.
 const CURRENCY_WORDS: [&str; 7] = ["eur", "euros", "usd", "dolares", "pesos", "soles", "mxn"];
