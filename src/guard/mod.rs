@@ -36,7 +36,8 @@ pub struct GuardConfig {
     /// `system` text) may leave.
     pub structured_only: bool,
     /// Per-detector actions, by name: `email`, `phone`, `payment_card`, `iban`, `nit_co`,
-    /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`.
+    /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`, `dni_es`, `nie_es`,
+    /// `cif_es`, `rut_cl`, `ruc_pe`, `dni_pe`, `cedula_ec`, `ruc_ec`.
     pub detectors: BTreeMap<String, Action>,
     /// `[guard.scripts.NAME]`: a looser or stricter policy for one pipeline, by script file
     /// name without `.rhai` — kept in the config, where the data owner sees it, not in the
@@ -92,7 +93,7 @@ fn default_action(kind: Kind) -> Action {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
-    #[error("unknown detector `{0}` under [guard.detectors]\nhint: the detectors are email, phone, payment_card, iban, nit_co, cedula_co, rfc_mx, curp_mx, cuit_ar, cpf_br, cnpj_br")]
+    #[error("unknown detector `{0}` under [guard.detectors]\nhint: the detectors are email, phone, payment_card, iban, nit_co, cedula_co, rfc_mx, curp_mx, cuit_ar, cpf_br, cnpj_br, dni_es, nie_es, cif_es, rut_cl, ruc_pe, dni_pe, cedula_ec, ruc_ec")]
     UnknownDetector(String),
     #[error("`overlap = \"redact\"` under [guard] is not supported: copied source text cannot be redacted away\nhint: use `block` (the default) or `allow`")]
     OverlapRedact,

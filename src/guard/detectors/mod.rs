@@ -1,7 +1,9 @@
 //! What the egress guard looks for before a payload leaves for the cloud: emails, phones,
-//! cards, IBANs and the tax and identity numbers of Colombia, Mexico, Argentina and Brazil,
-//! each confirmed by its own check digit so look-alikes pass untouched. One file per family of
-//! detectors; this one says which exist and runs them.
+//! cards, IBANs and the tax and identity numbers of Spain and Latin America, each confirmed by
+//! its own check digit (or, where there is none, by a keyword announcing it) so look-alikes
+//! pass untouched. The detectors read a normalised copy of the text (`text.rs`), so full-width
+//! digits or odd spaces hide nothing, and report offsets into the original. One file per
+//! family of detectors; this one says which exist, runs them and settles overlaps.
 
 mod argentina;
 mod brazil;
@@ -319,6 +321,18 @@ mod tests {
             contrato, es decir $850.000, conforme al numeral 3.2 y al artículo 1.592 del Código \
             Civil. Con copia (CC) a la interventoría. Valor anual estimado: $102.000.000,50.";
         assert_eq!(found(contract), vec![]);
+    }
+
+    #[test]
+    fn the_unknown_detector_hint_names_every_detector() {
+        let hint = crate::guard::GuardError::UnknownDetector("x".into()).to_string();
+        for kind in Kind::ALL {
+            assert!(
+                hint.contains(kind.name()),
+                "{} missing from: {hint}",
+                kind.name()
+            );
+        }
     }
 
     // --- redact -------------------------------------------------------------------------
