@@ -60,13 +60,17 @@ struct Detector {
     name: &'static str,
     /// What `redact` writes in place of a finding.
     placeholder: &'static str,
-    /// Which finding survives when two overlap: the higher one. Check-digit identifiers
-    /// outrank the phone detector, which matches almost any long run of digits.
+    /// Which finding survives when two overlap: the higher one.
     precedence: u8,
     find: fn(&Text, &mut Vec<Finding>),
 }
 
-/// Every detector, in the order of `Kind`'s variants.
+/// Every detector, in the order of `Kind`'s variants. The ranks settle overlaps: structured
+/// identifiers with letters (e-mail, IBAN, CURP, RFC) first; then numbers by the strength of
+/// their check (CNPJ's two digits, a card's network and Luhn, Ecuador's and Peru's RUC with a
+/// type prefix, the CUIT, the CPF, the NIT, the Ecuadorian cédula, the Spanish DNI/NIE/CIF,
+/// the RUT); then numbers taken only because a keyword announced them (Peru's DNI, the
+/// Colombian cédula); the phone, which matches almost any long run of digits, last.
 #[rustfmt::skip]
 const DETECTORS: [Detector; 19] = [
     //  kind                name            placeholder  rank search
@@ -286,6 +290,39 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_of_different_countries_that_read_alike() {
+        // Peru's RUC and Argentina's CUIT share the prefix 20 and the weights: the keyword
+        // decides, and without one it stays a CUIT.
+        assert!(cuit_is_valid(&digits("20123456786")));
+        assert_eq!(
+            found("CUIL 20123456786"),
+            vec![(Kind::CuitAr, "20123456786")]
+        );
+        assert_eq!(found("RUC 20123456786"), vec![(Kind::RucPe, "20123456786")]);
+        // Valid as a RUC (prefix 10) and as a CPF: the RUC ranks higher; laid out as a CPF, a
+        // CPF.
+        assert!(cpf_is_valid(&digits("10088995771")));
+        assert_eq!(found("id 10088995771"), vec![(Kind::RucPe, "10088995771")]);
+        assert_eq!(
+            found("CPF 100.889.957-71"),
+            vec![(Kind::CpfBr, "100.889.957-71")]
+        );
+        // A valid Ecuadorian cédula after a Colombian keyword: the check digit wins.
+        assert_eq!(
+            found("C.C. 1710034065"),
+            vec![(Kind::CedulaEc, "1710034065")]
+        );
+        // A Chilean RUT and a Colombian NIT do not share a layout.
+        assert_eq!(
+            found("RUT 12.345.678-5, NIT 800.197.268-4"),
+            vec![
+                (Kind::RutCl, "12.345.678-5"),
+                (Kind::NitCo, "800.197.268-4")
+            ]
+        );
+    }
+
+    #[test]
     fn findings_are_sorted_and_cover_char_boundaries() {
         let text =
             "Señor Núñez, CPF 529.982.247-25, correo ñ.nunez@correo.com.br, tel +55 11 91234-5678";
@@ -321,6 +358,37 @@ mod tests {
             contrato, es decir $850.000, conforme al numeral 3.2 y al artículo 1.592 del Código \
             Civil. Con copia (CC) a la interventoría. Valor anual estimado: $102.000.000,50.";
         assert_eq!(found(contract), vec![]);
+    }
+
+    #[test]
+    fn look_alikes_pass_untouched() {
+        let corpus = [
+            // Order, invoice and ticket numbers.
+            "Pedido 612345678 enviado; pedido #20240115-0042; orden 00012345; lote 4.500.123",
+            "Factura FE-2026-000123, factura electrónica SETP990000123, nota crédito NC-000045",
+            "Ticket INC0012345 y caso 00012345; radicado 2026-01-20-000123",
+            "Order #A1B2C3D4, PO 45-00012, SKU ABC-12345-XL, pedido nº 987654",
+            // Dates and times.
+            "Fecha: 2026-01-20, 20/01/2026, 20.01.2026, 20-01-2026 y 2026/01/20",
+            "Hora: 10:30, 10:30:45, 22h15; from 9:00 to 17:30 on 2026-01-20T10:30:00Z",
+            // Amounts.
+            "Valor $ 8.500.000, total 1.234.567,89 €, USD 1,234,567.89 y 12 345 678,90 EUR",
+            "Importe: 612 345 678 € (seiscientos doce millones)",
+            "Pago de S/ 1.250.000,00 y MXN $ 45,300.00; cuota 3 de 12",
+            // Tracking codes, versions and addresses.
+            "Guía 1Z999AA10123456784, envío CP123456789ES, tracking 9400111899223856228546",
+            "Servidor 192.168.100.200, puerta 10.0.0.1:8080, IPv6 2001:db8::8a2e:370:7334",
+            "Versión 1.24.3, build 20260120.1, commit 3f2a9c1e",
+            // Prose in Spanish and English.
+            "El contratista entregará el informe el 15 de marzo; la reunión es a las 10 en punto \
+             en el punto de encuentro, y cada arroba de café cuesta más que el año pasado.",
+            "Look at the dot product at the end of chapter 3; call it a day at 5 o'clock.",
+            "Art. 1.592 del Código Civil, numeral 3.2, inciso 2; Ley 1581 de 2012.",
+            "La cédula de ciudadanía es obligatoria; el DNI y el RUT también; su RUC es público.",
+        ];
+        for text in corpus {
+            assert_eq!(found(text), vec![], "{text}");
+        }
     }
 
     #[test]
