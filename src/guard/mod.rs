@@ -37,7 +37,8 @@ pub struct GuardConfig {
     /// `system` text) may leave.
     pub structured_only: bool,
     /// Per-detector actions, by name: `email`, `phone`, `payment_card`, `iban`, `nit_co`,
-    /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`.
+    /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`, `dni_es`, `nie_es`,
+    /// `cif_es`, `rut_cl`, `ruc_pe`, `dni_pe`, `cedula_ec`, `ruc_ec`.
     pub detectors: BTreeMap<String, Action>,
     /// `[guard.scripts."scripts/NAME.rhai"]`: a looser or stricter policy for one pipeline,
     /// keyed by the script's path relative to the settings file — kept in the config, where
@@ -120,7 +121,7 @@ fn default_action(kind: Kind) -> Action {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
-    #[error("unknown detector `{0}` under [guard.detectors]\nhint: the detectors are email, phone, payment_card, iban, nit_co, cedula_co, rfc_mx, curp_mx, cuit_ar, cpf_br, cnpj_br")]
+    #[error("unknown detector `{0}` under [guard.detectors]\nhint: the detectors are email, phone, payment_card, iban, nit_co, cedula_co, rfc_mx, curp_mx, cuit_ar, cpf_br, cnpj_br, dni_es, nie_es, cif_es, rut_cl, ruc_pe, dni_pe, cedula_ec, ruc_ec")]
     UnknownDetector(String),
     #[error("[guard.scripts.{0}] names a script by its bare name, which any script of that name anywhere would inherit\nhint: key it by the script's path relative to the settings file, e.g. [guard.scripts.\"scripts/{0}.rhai\"]")]
     BareScriptKey(String),
