@@ -175,6 +175,43 @@ pub struct Guard {
     structured_only: bool,
     /// Detectors that do something, with what they do.
     active: Vec<(Kind, Action)>,
+    /// Strings already scanned and found clean (system prompts and schemas come back on every
+    /// call), by a keyed hash of their text.
+    clean: std::sync::Arc<CleanTexts>,
+}
+
+/// A bounded set of texts with no findings. The hash is keyed per process, so nobody can
+/// build a string that collides with a cached clean one.
+#[derive(Debug, Default)]
+struct CleanTexts {
+    keys: std::hash::RandomState,
+    seen: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl CleanTexts {
+    /// Texts shorter than this are cheaper to scan than to look up.
+    const MIN_LEN: usize = 48;
+    const MAX_ENTRIES: usize = 4096;
+
+    fn key(&self, text: &str) -> Option<u64> {
+        use std::hash::BuildHasher;
+        (text.len() >= Self::MIN_LEN).then(|| self.keys.hash_one(text))
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+    }
+
+    fn insert(&self, key: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= Self::MAX_ENTRIES {
+            seen.clear();
+        }
+        seen.insert(key);
+    }
 }
 
 impl Guard {
@@ -204,6 +241,7 @@ impl Guard {
             overlap: config.overlap,
             structured_only: config.structured_only,
             active,
+            clean: Default::default(),
         })
     }
 
@@ -341,9 +379,16 @@ impl Guard {
         text: &mut String,
         out: &mut Vec<Redaction>,
     ) -> Result<(), Blocked> {
+        let key = self.clean.key(text);
+        if key.is_some_and(|k| self.clean.contains(k)) {
+            return Ok(());
+        }
         let kinds: Vec<Kind> = self.active.iter().map(|(k, _)| *k).collect();
         let findings = detectors::scan(text, &kinds);
         if findings.is_empty() {
+            if let Some(k) = key {
+                self.clean.insert(k);
+            }
             return Ok(());
         }
         if let Some(f) = findings
@@ -518,7 +563,7 @@ impl BodyScan<'_> {
             overlap::word_ids(text, &mut self.joined);
             // Reversed, character by character and word by word.
             let mut reversed = Vec::new();
-            overlap::word_ids(&text.chars().rev().collect::<String>(), &mut reversed);
+            overlap::fold_chars(text.chars().rev(), &mut reversed);
             let backwards = self.joined[start..].iter().rev().copied().collect();
             self.extra.push((format!("{field} (reversed)"), reversed));
             self.extra.push((format!("{field} (reversed)"), backwards));
@@ -544,18 +589,15 @@ fn collect_strings(value: &Value, out: &mut String) {
     }
 }
 
-/// What a document's cloud payloads are compared against: its text, its name and every
-/// string in its metadata (a JSONL document may carry its content in any field).
-pub fn source_of(doc: &crate::documents::Document) -> String {
-    let mut source = String::with_capacity(doc.text.len() + doc.name.len() + 64);
-    source.push_str(&doc.text);
-    source.push('\n');
-    source.push_str(&doc.name);
-    source.push('\n');
+/// A document's overlap window: compared against its text, its name and every string in its
+/// metadata (a JSONL document may carry its content in any field). The text is read where it
+/// is, not copied.
+pub fn window_of(doc: &crate::documents::Document) -> overlap::Window {
+    let mut meta = String::new();
     for value in doc.meta.values() {
-        collect_strings(value, &mut source);
+        collect_strings(value, &mut meta);
     }
-    source
+    overlap::Window::of_parts(&[&doc.text, &doc.name, &meta])
 }
 
 #[cfg(test)]

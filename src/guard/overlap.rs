@@ -16,7 +16,6 @@ use std::ops::Range;
 use std::sync::LazyLock;
 
 use unicode_normalization::char::is_combining_mark;
-use unicode_normalization::UnicodeNormalization;
 
 /// Word windows the index is keyed by. A shared run shorter than this is not tracked: short
 /// runs are names, dates and set phrases that extracted fields legitimately repeat.
@@ -25,23 +24,44 @@ const SHINGLE: usize = 4;
 const MAX_CANDIDATES: usize = 64;
 
 /// Folds `text` into word ids, appending them to `out`.
+///
+/// One pass, no allocation: ASCII goes through a table; anything else is decomposed to its
+/// compatibility form (NFKD: full-width `ａ` is `a`, `é` is `e` plus an accent) and what is
+/// left that is not ASCII through the case and confusable folding. Marks are dropped, which
+/// makes per-character decomposition equivalent to normalising the whole string first.
 pub fn word_ids(text: &str, out: &mut Vec<u64>) {
+    fold_chars(text.chars(), out)
+}
+
+/// [`word_ids`] of any run of characters (`text.chars().rev()` reads it backwards).
+pub fn fold_chars(chars: impl Iterator<Item = char>, out: &mut Vec<u64>) {
     let mut word = WordHash::new();
-    for c in text.chars().nfkc() {
+    for c in chars {
         if c.is_ascii() {
-            match ASCII[c as usize] {
-                Some(folded) => word.push_str(folded),
-                None => word.end(out),
-            }
-        } else if is_ignorable(c) || is_combining_mark(c) {
-            // Not a break: `fac\u{200B}tura` is one word.
-        } else if c.is_alphanumeric() {
-            fold_char(c, &mut word);
+            fold_ascii(c, &mut word, out);
         } else {
-            word.end(out);
+            unicode_normalization::char::decompose_compatible(c, |d| {
+                if d.is_ascii() {
+                    fold_ascii(d, &mut word, out);
+                } else if is_ignorable(d) || is_combining_mark(d) {
+                    // Not a break: `fac\u{200B}tura` is one word.
+                } else if d.is_alphanumeric() {
+                    fold_char(d, &mut word);
+                } else {
+                    word.end(out);
+                }
+            });
         }
     }
     word.end(out);
+}
+
+#[inline]
+fn fold_ascii(c: char, word: &mut WordHash, out: &mut Vec<u64>) {
+    match ASCII[c as usize] {
+        Some(folded) => word.push_str(folded),
+        None => word.end(out),
+    }
 }
 
 /// Zero-width characters, joiners, soft hyphens and other default-ignorable code points an
@@ -128,11 +148,31 @@ fn window_hash(ids: &[u64]) -> u64 {
     })
 }
 
+/// Keys that are hashes already need no hashing again.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type WindowMap = HashMap<u64, u32, std::hash::BuildHasherDefault<PreHashed>>;
+
 /// A document's words, indexed by every window of `SHINGLE` words.
 pub struct SourceIndex {
     words: Vec<u64>,
     /// Window hash → the last position it starts at; `previous` chains the earlier ones.
-    last: HashMap<u64, u32>,
+    last: WindowMap,
     previous: Vec<u32>,
 }
 
@@ -140,10 +180,19 @@ const NONE: u32 = u32::MAX;
 
 impl SourceIndex {
     pub fn new(source: &str) -> SourceIndex {
-        let mut words = Vec::with_capacity(source.len() / 6);
-        word_ids(source, &mut words);
+        SourceIndex::of_parts(&[source])
+    }
+
+    /// The index of several texts read one after the other (a document's text, its name,
+    /// its metadata), without joining them into one string first.
+    pub fn of_parts(parts: &[&str]) -> SourceIndex {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut words = Vec::with_capacity(len / 6);
+        for part in parts {
+            word_ids(part, &mut words);
+        }
         let windows = words.len().saturating_sub(SHINGLE - 1);
-        let mut last = HashMap::with_capacity(windows);
+        let mut last = WindowMap::with_capacity_and_hasher(windows, Default::default());
         let mut previous = Vec::with_capacity(windows);
         for start in 0..windows {
             let hash = window_hash(&words[start..start + SHINGLE]);
@@ -247,8 +296,12 @@ pub struct Overlap {
 
 impl Window {
     pub fn new(source: &str) -> Window {
+        Window::of_parts(&[source])
+    }
+
+    pub fn of_parts(parts: &[&str]) -> Window {
         Window {
-            index: SourceIndex::new(source),
+            index: SourceIndex::of_parts(parts),
             sent: Vec::new(),
             tail: Vec::new(),
         }

@@ -238,9 +238,7 @@ fn guard_cloud(
     let checked = {
         let mut window = doc.window.lock().unwrap_or_else(|e| e.into_inner());
         if guard.checks_overlap() && window.is_none() {
-            *window = Some(crate::guard::overlap::Window::new(
-                &crate::guard::source_of(&doc.document),
-            ));
+            *window = Some(crate::guard::window_of(&doc.document));
         }
         guard.check_body(&mut body, prompt_len, window.as_mut())
     };

@@ -14,6 +14,7 @@ pub mod emit;
 pub mod error;
 mod local;
 pub mod sample;
+mod text;
 mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -163,6 +164,7 @@ pub fn new_engine(limits: &Limits) -> Engine {
     both::register(&mut engine);
     emit::register(&mut engine);
     sample::register(&mut engine);
+    text::register(&mut engine);
     engine
 }
 

@@ -1,0 +1,236 @@
+//! Long documents, run with `cargo bench --profile dev --bench long`.
+//!
+//! The contract-triage pipeline (`scripts/contract_triage.rhai`: a local triage, then the
+//! extracted JSON to the cloud) over contracts of about 1.5 KB, 17 KB and 100 KB, with both
+//! models answered instantly by a loopback server, at `--jobs 1` and `--jobs 16`. Beside it,
+//! the same pipeline in Python (`benches/python/contract_triage.py`: the openai SDK,
+//! jsonschema, asyncio) against the same server, when `python3` has those packages.
+//!
+//! CPU per document is user + sys time of the process (the honest figure on a shared
+//! machine), over a run of N documents minus a run of one (start-up left out); wall time and
+//! peak memory are for the N-document run. Medians of `BENCH_RUNS` (default 3) runs.
+
+#[path = "../tests/it/openai_stub.rs"]
+mod openai_stub;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openai_stub::StubServer;
+
+/// Contract sentences to build documents from; names, amounts and dates vary per clause so
+/// no two clauses are the same text.
+const CLAUSES: &[&str] = &[
+    "EL CONTRATISTA prestará a {party} los servicios de soporte técnico de primer y segundo nivel para sus sistemas de facturación electrónica, con un tiempo de respuesta no superior a {n} horas hábiles contadas desde el reporte del incidente.",
+    "El valor mensual de los servicios será de {amount} pesos colombianos más IVA, pagaderos dentro de los {n} días siguientes a la radicación de la factura electrónica correspondiente.",
+    "Las partes acuerdan que la información técnica, comercial y financiera intercambiada con ocasión del contrato número {n} es confidencial y no podrá ser divulgada a terceros sin autorización previa y escrita.",
+    "El presente contrato tendrá una vigencia de {n} meses contados a partir del {date} y podrá prorrogarse por periodos iguales si ninguna de las partes manifiesta su intención de terminarlo.",
+    "{party} podrá terminar unilateralmente el contrato con un preaviso de {n} días calendario, sin que haya lugar al pago de indemnización alguna distinta de los servicios efectivamente prestados.",
+    "Cualquier controversia derivada del contrato se resolverá ante un tribunal de arbitramento de la Cámara de Comercio de {city}, compuesto por {n} árbitros designados de común acuerdo.",
+    "The Provider shall indemnify {party} against any third-party claim arising from a breach of its obligations under section {n}, up to an aggregate amount of USD {amount}.",
+    "Either party may assign this Agreement to an affiliate with {n} days' prior written notice, provided the assignee assumes all obligations as of {date}.",
+];
+const PARTIES: &[&str] = &[
+    "Distribuidora La Sabana S.A.S.",
+    "Logística del Valle Ltda.",
+    "Grupo Andino de Servicios",
+    "Comercializadora Pacífico",
+    "Transportes Altiplano S.A.",
+];
+const CITIES: &[&str] = &["Bogotá", "Medellín", "Ciudad de México", "Córdoba", "Lima"];
+
+fn contract(seed: usize, bytes: usize) -> String {
+    let mut text = format!("CONTRATO DE PRESTACIÓN DE SERVICIOS No. {seed}-2026\n\n");
+    let mut k = 0;
+    while text.len() < bytes {
+        let x = seed * 7919 + k * 104_729;
+        let clause = CLAUSES[(seed + k) % CLAUSES.len()]
+            .replace("{party}", PARTIES[x % PARTIES.len()])
+            .replace("{city}", CITIES[(x / 7) % CITIES.len()])
+            .replace("{n}", &(x % 97 + 2).to_string())
+            .replace("{amount}", &format!("{}.{:03}.000", x % 90 + 10, x % 1000))
+            .replace(
+                "{date}",
+                &format!(
+                    "{} de {} de 2026",
+                    x % 28 + 1,
+                    ["enero", "marzo", "junio", "octubre"][x % 4]
+                ),
+            );
+        text.push_str(&format!("CLÁUSULA {}. {clause}\n\n", k + 1));
+        k += 1;
+    }
+    text
+}
+
+/// Exit status, wall time, CPU (user + sys) and peak RSS of a child run to its end.
+fn measure(mut command: Command) -> (Duration, Duration, u64) {
+    let started = Instant::now();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let wall = started.elapsed();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "run failed"
+    );
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (
+        wall,
+        tv(usage.ru_utime) + tv(usage.ru_stime),
+        usage.ru_maxrss as u64 * 1024,
+    )
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+struct Figures {
+    cpu_ms_per_doc: f64,
+    wall_s: f64,
+    peak_mb: f64,
+}
+
+fn figures(
+    runs: usize,
+    docs: usize,
+    mut command: impl FnMut(&Path) -> Command,
+    one: &Path,
+    many: &Path,
+) -> Figures {
+    let (mut cpu, mut wall, mut peak) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (_, cpu_one, _) = measure(command(one));
+        let (w, cpu_many, p) = measure(command(many));
+        cpu.push((cpu_many.as_secs_f64() - cpu_one.as_secs_f64()) * 1000.0 / (docs - 1) as f64);
+        wall.push(w.as_secs_f64());
+        peak.push(p as f64 / 1e6);
+    }
+    Figures {
+        cpu_ms_per_doc: median(cpu),
+        wall_s: median(wall),
+        peak_mb: median(peak),
+    }
+}
+
+fn python_ready() -> bool {
+    Command::new("python3")
+        .args(["-c", "import openai, jsonschema"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    let python = python_ready();
+    if !python {
+        println!("(python3 with `openai` and `jsonschema` not found: `pip install openai jsonschema` for the comparison)");
+    }
+
+    println!("contract triage against an instant loopback model server; CPU = user + sys per document, start-up excluded; medians of {runs} runs");
+    println!(
+        "{:>8} {:>5} | {:>12} {:>8} {:>8} | {:>12} {:>8} {:>8} | {:>9}",
+        "size",
+        "jobs",
+        "hybrid ms",
+        "wall s",
+        "peak MB",
+        "python ms",
+        "wall s",
+        "peak MB",
+        "py/hybrid"
+    );
+    for (label, bytes, docs) in [
+        ("1.5 KB", 1_500, 200),
+        ("17 KB", 17_000, 200),
+        ("100 KB", 100_000, 100),
+    ] {
+        let many = work.path().join(format!("docs-{bytes}"));
+        let one = work.path().join(format!("one-{bytes}"));
+        std::fs::create_dir_all(&many).unwrap();
+        std::fs::create_dir_all(&one).unwrap();
+        for i in 0..docs {
+            std::fs::write(many.join(format!("c{i:04}.txt")), contract(i, bytes)).unwrap();
+        }
+        std::fs::write(one.join("c0000.txt"), contract(0, bytes)).unwrap();
+        for jobs in [1, 16] {
+            let out = work.path().join("out.jsonl");
+            let hybrid = figures(
+                runs,
+                docs,
+                |dir| {
+                    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
+                    c.args(["-q", "run", "scripts/contract_triage.rhai"])
+                        .arg(dir)
+                        .args([
+                            "--no-progress",
+                            "--overwrite",
+                            "--local-url",
+                            &url,
+                            "--cloud-url",
+                            &url,
+                            "--jobs",
+                            &jobs.to_string(),
+                            "--out",
+                        ])
+                        .arg(&out)
+                        .arg("--audit")
+                        .arg(work.path().join("audit.jsonl"))
+                        .current_dir(&root)
+                        .env_remove("OPENAI_API_KEY");
+                    c
+                },
+                &one,
+                &many,
+            );
+            let py = python.then(|| {
+                figures(
+                    runs,
+                    docs,
+                    |dir| {
+                        let mut c = Command::new("python3");
+                        c.arg(root.join("benches/python/contract_triage.py"))
+                            .arg(dir)
+                            .args(["--base-url", &url, "--jobs", &jobs.to_string(), "--out"])
+                            .arg(&out)
+                            .arg("--root")
+                            .arg(&root);
+                        c
+                    },
+                    &one,
+                    &many,
+                )
+            });
+            match py {
+                Some(py) => println!(
+                    "{label:>8} {jobs:>5} | {:>12.3} {:>8.2} {:>8.1} | {:>12.3} {:>8.2} {:>8.1} | {:>8.1}x",
+                    hybrid.cpu_ms_per_doc, hybrid.wall_s, hybrid.peak_mb,
+                    py.cpu_ms_per_doc, py.wall_s, py.peak_mb,
+                    py.cpu_ms_per_doc / hybrid.cpu_ms_per_doc
+                ),
+                None => println!(
+                    "{label:>8} {jobs:>5} | {:>12.3} {:>8.2} {:>8.1} |",
+                    hybrid.cpu_ms_per_doc, hybrid.wall_s, hybrid.peak_mb
+                ),
+            }
+        }
+    }
+}
