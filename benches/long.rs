@@ -8,7 +8,7 @@
 //!
 //! CPU per document is user + sys time of the process (the honest figure on a shared
 //! machine), over a run of N documents minus a run of one (start-up left out); wall time and
-//! peak memory are for the N-document run. Medians of `BENCH_RUNS` (default 3) runs.
+//! peak memory (the process's own high-water mark) are for the N-document run. Medians of `BENCH_RUNS` (default 3) runs.
 
 #[path = "../tests/it/openai_stub.rs"]
 mod openai_stub;
@@ -64,7 +64,10 @@ fn contract(seed: usize, bytes: usize) -> String {
     text
 }
 
-/// Exit status, wall time, CPU (user + sys) and peak RSS of a child run to its end.
+/// Wall time, CPU (user + sys) and peak RSS of a child run to its end.
+///
+/// The peak is the child's own high-water mark (`VmHWM`, polled): `ru_maxrss` would also count
+/// this benchmark's memory, which a forked child holds until it execs.
 fn measure(mut command: Command) -> (Duration, Duration, u64) {
     let started = Instant::now();
     let child = command
@@ -73,10 +76,26 @@ fn measure(mut command: Command) -> (Duration, Duration, u64) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start");
+    let pid = child.id() as libc::pid_t;
+    let status_file = format!("/proc/{pid}/status");
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let mut peak_kib = 0u64;
+    loop {
+        if let Some(kib) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak_kib = peak_kib.max(kib);
+        }
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        assert!(reaped == 0, "wait4 failed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let wall = started.elapsed();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
@@ -86,7 +105,7 @@ fn measure(mut command: Command) -> (Duration, Duration, u64) {
     (
         wall,
         tv(usage.ru_utime) + tv(usage.ru_stime),
-        usage.ru_maxrss as u64 * 1024,
+        peak_kib * 1024,
     )
 }
 
@@ -131,7 +150,74 @@ fn python_ready() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The egress guard's own cost per document: index the contract, then pass one escalation
+/// (the extracted triage, the system prompt and the `contract_risk` schema) through both of
+/// its passes, as `cloud()` does. In process, so nothing but the guard is timed.
+fn guard_per_document(root: &Path) {
+    use hybrid::guard::{Guard, GuardConfig, Parts};
+    use hybrid::models::{ModelRequest, RequestSchema};
+    let guard = Guard::new(&GuardConfig::default()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("schemas/contract_risk.json")).unwrap(),
+    )
+    .unwrap();
+    let triage = serde_json::json!({"document_type": "service_agreement",
+        "parties": [{"name": "Distribuidora La Sabana S.A.S.", "role": "client"}, {"name": "Grupo Andino de Servicios", "role": "provider"}],
+        "jurisdiction": "Colombia", "risk_flags": ["auto_renewal"], "escalate_to_cloud": false, "confidence_score": 0.6});
+    println!();
+    println!("egress guard per document (index + one escalation through both passes), in process, median of 5 x 200");
+    for (label, bytes) in [("1.5 KB", 1_500), ("17 KB", 17_000), ("100 KB", 100_000)] {
+        let docs: Vec<hybrid::documents::Document> = (0..200)
+            .map(|i| hybrid::documents::Document {
+                id: format!("c{i}"),
+                path: None,
+                name: format!("c{i}.txt"),
+                text: contract(i, bytes),
+                kind: "txt".into(),
+                meta: Default::default(),
+            })
+            .collect();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            for doc in &docs {
+                let mut window = hybrid::guard::window_of(doc);
+                let mut parts = Parts {
+                    system: Some("You are a senior contracts lawyer. You receive the structured triage of a contract (not the contract itself). Assess the overall risk and recommend an action. Answer in JSON only.".into()),
+                    prompt: None,
+                    input: Some(triage.clone()),
+                };
+                guard.check_parts(&mut parts).unwrap();
+                let request = ModelRequest {
+                    system: parts.system.clone(),
+                    prompt: serde_json::to_string_pretty(parts.input.as_ref().unwrap()).unwrap(),
+                    schema: Some(RequestSchema {
+                        name: "contract_risk".into(),
+                        json: std::sync::Arc::new(schema.clone()),
+                        not_strict: None,
+                    }),
+                    max_tokens: None,
+                    temperature: None,
+                    thinking: false,
+                    wire: None,
+                };
+                let mut body = hybrid::models::openai::chat_body("gpt-5.4", &request, true);
+                guard
+                    .check_body(&mut body, None, Some(&mut window))
+                    .unwrap();
+            }
+            times.push(started.elapsed().as_secs_f64() * 1e6 / docs.len() as f64);
+        }
+        println!("{label:>8}: {:>8.1} µs per document", median(times));
+    }
+}
+
 fn main() {
+    let root_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    guard_per_document(&root_dir);
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "guard") {
+        return;
+    }
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

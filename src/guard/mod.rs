@@ -189,8 +189,8 @@ struct CleanTexts {
 }
 
 impl CleanTexts {
-    /// Texts shorter than this are cheaper to scan than to look up.
-    const MIN_LEN: usize = 48;
+    /// Texts shorter than this are left out (a scan of them costs about a look-up).
+    const MIN_LEN: usize = 4;
     const MAX_ENTRIES: usize = 4096;
 
     fn key(&self, text: &str) -> Option<u64> {
@@ -558,15 +558,22 @@ impl BodyScan<'_> {
             }
         }
         if self.words {
-            self.fields.push((self.joined.len(), field.clone()));
             let start = self.joined.len();
             overlap::word_ids(text, &mut self.joined);
-            // Reversed, character by character and word by word.
-            let mut reversed = Vec::new();
-            overlap::fold_chars(text.chars().rev(), &mut reversed);
-            let backwards = self.joined[start..].iter().rev().copied().collect();
-            self.extra.push((format!("{field} (reversed)"), reversed));
-            self.extra.push((format!("{field} (reversed)"), backwards));
+            let words = self.joined.len() - start;
+            if words > 0 {
+                self.fields.push((start, field.clone()));
+            }
+            // Reversed, character by character and word by word (only a string long enough
+            // to hold a tracked run on its own).
+            if words >= overlap::SHINGLE {
+                let mut reversed = Vec::with_capacity(words);
+                overlap::fold_chars(text.chars().rev(), &mut reversed);
+                let backwards = self.joined[start..].iter().rev().copied().collect();
+                let label = format!("{field} (reversed)");
+                self.extra.push((label.clone(), reversed));
+                self.extra.push((label, backwards));
+            }
         }
         Ok(())
     }

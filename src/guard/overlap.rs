@@ -19,7 +19,7 @@ use unicode_normalization::char::is_combining_mark;
 
 /// Word windows the index is keyed by. A shared run shorter than this is not tracked: short
 /// runs are names, dates and set phrases that extracted fields legitimately repeat.
-const SHINGLE: usize = 4;
+pub const SHINGLE: usize = 4;
 /// Positions looked at per window: bounds the work on boilerplate repeated many times.
 const MAX_CANDIDATES: usize = 64;
 
@@ -30,7 +30,22 @@ const MAX_CANDIDATES: usize = 64;
 /// left that is not ASCII through the case and confusable folding. Marks are dropped, which
 /// makes per-character decomposition equivalent to normalising the whole string first.
 pub fn word_ids(text: &str, out: &mut Vec<u64>) {
-    fold_chars(text.chars(), out)
+    // ASCII bytes straight through the table; only other characters are decoded.
+    let bytes = text.as_bytes();
+    let mut word = WordHash::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            fold_ascii(b as char, &mut word, out);
+            i += 1;
+        } else {
+            let c = text[i..].chars().next().expect("a char starts here");
+            fold_other(c, &mut word, out);
+            i += c.len_utf8();
+        }
+    }
+    word.end(out);
 }
 
 /// [`word_ids`] of any run of characters (`text.chars().rev()` reads it backwards).
@@ -40,29 +55,52 @@ pub fn fold_chars(chars: impl Iterator<Item = char>, out: &mut Vec<u64>) {
         if c.is_ascii() {
             fold_ascii(c, &mut word, out);
         } else {
-            unicode_normalization::char::decompose_compatible(c, |d| {
-                if d.is_ascii() {
-                    fold_ascii(d, &mut word, out);
-                } else if is_ignorable(d) || is_combining_mark(d) {
-                    // Not a break: `fac\u{200B}tura` is one word.
-                } else if d.is_alphanumeric() {
-                    fold_char(d, &mut word);
-                } else {
-                    word.end(out);
-                }
-            });
+            fold_other(c, &mut word, out);
         }
     }
     word.end(out);
 }
 
+/// A character outside ASCII: its compatibility decomposition, folded.
+fn fold_other(c: char, word: &mut WordHash, out: &mut Vec<u64>) {
+    unicode_normalization::char::decompose_compatible(c, |d| {
+        if d.is_ascii() {
+            fold_ascii(d, word, out);
+        } else if is_ignorable(d) || is_combining_mark(d) {
+            // Not a break: `fac\u{200B}tura` is one word.
+        } else if d.is_alphanumeric() {
+            fold_char(d, word);
+        } else {
+            word.end(out);
+        }
+    });
+}
+
 #[inline]
 fn fold_ascii(c: char, word: &mut WordHash, out: &mut Vec<u64>) {
-    match ASCII[c as usize] {
-        Some(folded) => word.push_str(folded),
-        None => word.end(out),
+    match ASCII_ONE[c as usize] {
+        BREAK => word.end(out),
+        SEVERAL => word.push_str(ASCII[c as usize].unwrap_or_default()),
+        folded => word.push(folded as char),
     }
 }
+
+const BREAK: u8 = 0;
+const SEVERAL: u8 = 0xff;
+
+/// [`ASCII`] as one byte per character where the folded form is one ASCII character (most
+/// of them): the hot path of reading a document.
+static ASCII_ONE: LazyLock<[u8; 128]> = LazyLock::new(|| {
+    let mut table = [BREAK; 128];
+    for (b, slot) in table.iter_mut().enumerate() {
+        *slot = match ASCII[b] {
+            None => BREAK,
+            Some(s) if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
+            Some(_) => SEVERAL,
+        };
+    }
+    table
+});
 
 /// Zero-width characters, joiners, soft hyphens and other default-ignorable code points an
 /// editor shows as nothing.
