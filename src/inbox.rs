@@ -110,6 +110,10 @@ fn stamp(path: &Path) -> Option<Stamp> {
     if !meta.is_file() {
         return None;
     }
+    stamp_of(&meta)
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> Option<Stamp> {
     let mtime = meta
         .modified()
         .ok()?
@@ -566,16 +570,7 @@ impl Inboxes {
 
 /// A special file's identity: its own metadata (a FIFO's, a link's), never its target's.
 fn special_stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let mtime = meta
-        .modified()
-        .ok()?
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?;
-    Some(Stamp {
-        size: meta.len(),
-        mtime_ns: mtime.as_nanos(),
-    })
+    stamp_of(&std::fs::symlink_metadata(path).ok()?)
 }
 
 /// Inbox files worth reading: not hidden, not an editor's or a download's temporary file,

@@ -9,49 +9,23 @@ use super::error::host_error;
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn register(engine: &mut Engine, max_depth: usize) {
+    let eq =
+        move |ctx: &NativeCallContext, a: Dynamic, b: Dynamic| equal(ctx, &a, &b, 1, max_depth);
     engine.register_fn(
         "==",
-        move |ctx: NativeCallContext, a: &mut Array, b: Array| {
-            equal(
-                &ctx,
-                &Dynamic::from_array(a.clone()),
-                &Dynamic::from_array(b),
-                1,
-                max_depth,
-            )
-        },
+        move |ctx: NativeCallContext, a: &mut Array, b: Array| eq(&ctx, a.clone().into(), b.into()),
     );
     engine.register_fn(
         "!=",
         move |ctx: NativeCallContext, a: &mut Array, b: Array| {
-            equal(
-                &ctx,
-                &Dynamic::from_array(a.clone()),
-                &Dynamic::from_array(b),
-                1,
-                max_depth,
-            )
-            .map(|e| !e)
+            eq(&ctx, a.clone().into(), b.into()).map(|e| !e)
         },
     );
     engine.register_fn("==", move |ctx: NativeCallContext, a: &mut Map, b: Map| {
-        equal(
-            &ctx,
-            &Dynamic::from_map(a.clone()),
-            &Dynamic::from_map(b),
-            1,
-            max_depth,
-        )
+        eq(&ctx, a.clone().into(), b.into())
     });
     engine.register_fn("!=", move |ctx: NativeCallContext, a: &mut Map, b: Map| {
-        equal(
-            &ctx,
-            &Dynamic::from_map(a.clone()),
-            &Dynamic::from_map(b),
-            1,
-            max_depth,
-        )
-        .map(|e| !e)
+        eq(&ctx, a.clone().into(), b.into()).map(|e| !e)
     });
 }
 
