@@ -120,12 +120,20 @@ fn start_up_errors_exit_1_with_a_hint() {
         done.stderr()
     );
     assert!(done.stderr().contains("hint:"));
+    p.write("x.txt", "x");
     let done = p
-        .hybrid(&["run", "scripts/missing.rhai", "x"])
+        .hybrid(&["run", "scripts/missing.rhai", "x.txt"])
         .output()
         .expect_code(1);
     assert!(
         done.stderr().contains("scripts/missing.rhai"),
+        "{}",
+        done.stderr()
+    );
+    // One message, one hint: the OS error is said once.
+    assert_eq!(
+        done.stderr().matches("No such file").count(),
+        1,
         "{}",
         done.stderr()
     );
@@ -136,6 +144,75 @@ fn start_up_errors_exit_1_with_a_hint() {
         .expect_code(1);
     assert!(done.stderr().contains("hybrid.toml"), "{}", done.stderr());
     assert!(done.stderr().contains("timeout"), "{}", done.stderr());
+}
+
+#[test]
+fn usage_errors_exit_1_not_the_some_documents_failed_code() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    for args in [
+        &["run", "scripts/echo.rhai", "-", "--no-such-flag"][..],
+        &["frobnicate"][..],
+        &[][..],
+        &["run", "scripts/echo.rhai", "-", "--cloud", "sometimes"][..],
+    ] {
+        let done = p.hybrid(args).output();
+        assert_eq!(done.code(), 1, "{args:?}: {}", done.stderr());
+    }
+    p.hybrid(&["--help"]).output().expect_code(0);
+    p.hybrid(&["--version"]).output().expect_code(0);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    use std::io::{BufRead, Write};
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    let input: String = (0..5000)
+        .map(|i| format!("{{\"id\": \"d{i}\"}}\n"))
+        .collect();
+    let mut cmd = p
+        .hybrid(&["run", "scripts/echo.rhai", "-", "--jobs", "1"])
+        .cmd;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    // `hybrid run ... | head -1`: read one line and go away.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"id\":\"d0\""), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn logs_have_no_colour_escapes_unless_asked() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    let run = |extra: &[&str], no_color: bool| {
+        let mut args = vec!["run", "scripts/echo.rhai", "-"];
+        args.extend_from_slice(extra);
+        let mut run = p.hybrid(&args).stdin("{\"id\": \"a\"}\n");
+        if no_color {
+            run = run.env("NO_COLOR", "1");
+        }
+        run.output().expect_code(0).stderr()
+    };
+    assert!(!run(&[], true).contains('\u{1b}'));
+    assert!(!run(&["--color", "never"], false).contains('\u{1b}'));
+    assert!(run(&["--color", "always"], true).contains('\u{1b}'));
 }
 
 #[test]
