@@ -91,7 +91,8 @@ struct ReportArgs {
     /// Also draw monthly spend against volume (cloud only vs hybrid) as an SVG file.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
-    /// Settings file with `[prices]`, `[local_cost]` and `[currency]` [default: ./hybrid.toml].
+    /// Settings file with `[prices]`, `[local_cost]` and `[currency]` [default: `hybrid.toml`
+    /// beside the results, in their parent folder, or here].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -553,10 +554,11 @@ fn default_audit_path(out: Option<&std::path::Path>) -> PathBuf {
 }
 
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    // Found as `run` finds it: beside the (first) results file, in its parent folder, or here.
     let path = args
         .config
         .clone()
-        .or_else(|| Some(PathBuf::from("hybrid.toml")).filter(|p| p.is_file()));
+        .or_else(|| args.results.first().and_then(|r| FileConfig::discover(r)));
     let file = match &path {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),

@@ -1,13 +1,23 @@
 //! Errors across the Rhai boundary: how host functions fail (catchable, with a `kind`), and
 //! how an uncaught failure becomes a record's `error`.
 //!
-//! A host failure is thrown as a map `#{kind, message, function, host: true, ...}`, so a
-//! script can `try { cloud(...) } catch (e) { if e.kind == "timeout" { ... } }`, and the
-//! runner can tell it from the script's own `throw`.
+//! A host failure is thrown as a map `#{kind, message, function, host, ...}`, so a script can
+//! `try { cloud(...) } catch (e) { if e.kind == "timeout" { ... } }`, and the runner can tell
+//! it from the script's own `throw` by its `seal`, which a script cannot make.
 
 use rhai::{Dynamic, EvalAltResult, Map, Position};
 
 use crate::record::RecordError;
+
+/// A host error's `seal`: a keyed hash of its kind and message, the key random per process.
+/// A script's own `throw #{ host: true, kind: "timeout" }` has no valid seal, so it is never
+/// taken for a model timeout; a caught host error thrown again keeps its seal.
+fn seal(kind: &str, message: &str) -> String {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::LazyLock<std::hash::RandomState> =
+        std::sync::LazyLock::new(std::hash::RandomState::new);
+    format!("{:016x}", KEY.hash_one((kind, message)))
+}
 
 /// Builds a catchable host error. `extra` adds fields (`partial`, `errors`, ...).
 pub fn host_error(
@@ -16,9 +26,11 @@ pub fn host_error(
     pos: Position,
     extra: impl FnOnce(&mut Map),
 ) -> Box<EvalAltResult> {
+    let message = message.into();
     let mut map = Map::new();
     map.insert("kind".into(), kind.into());
-    map.insert("message".into(), message.into().into());
+    map.insert("seal".into(), seal(kind, &message).into());
+    map.insert("message".into(), message.into());
     map.insert("host".into(), true.into());
     extra(&mut map);
     EvalAltResult::ErrorRuntime(map.into(), pos).into()
@@ -107,14 +119,13 @@ pub fn classify(err: &EvalAltResult, script: &str) -> RecordError {
 /// A runtime error is either a host function's map or the script's own `throw`.
 fn runtime(value: &Dynamic) -> (String, String) {
     if let Some(map) = value.read_lock::<Map>() {
-        let is_host = map
-            .get("host")
-            .and_then(|h| h.as_bool().ok())
-            .unwrap_or(false);
         let kind = map.get("kind").map(|k| k.to_string());
         let message = map.get("message").map(|m| m.to_string());
-        if let (true, Some(kind), Some(message)) = (is_host, kind, message) {
-            return (kind, message);
+        let sealed = map.get("seal").map(|s| s.to_string());
+        if let (Some(kind), Some(message), Some(sealed)) = (kind, message, sealed) {
+            if sealed == seal(&kind, &message) {
+                return (kind, message);
+            }
         }
     }
     // Shown with Rhai's recursive printer: only values of a sane depth.

@@ -130,6 +130,23 @@ fn a_scripts_own_throw_is_a_script_error_with_position() {
 }
 
 #[test]
+fn a_script_cannot_forge_a_host_error_but_can_rethrow_one() {
+    let p = Project::new();
+    p.write(
+        "scripts/t.rhai",
+        "fn process(doc) {\n    if doc.id == \"forged\" { throw #{ host: true, kind: \"timeout\", message: \"the cloud timed out\", seal: \"0000000000000000\" }; }\n    try { cloud(\"hi\"); } catch (e) { throw e; }\n}\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/t.rhai", "-"])
+        .stdin("{\"id\": \"forged\"}\n{\"id\": \"real\"}\n")
+        .output()
+        .expect_code(2);
+    assert_eq!(done.record("forged")["error"]["kind"], "script");
+    // No key and the official endpoint: a real host error, thrown again by the script.
+    assert_eq!(done.record("real")["error"]["kind"], "not_configured");
+}
+
+#[test]
 fn stdlib_modules_import_from_the_binary_and_can_be_overridden() {
     let p = Project::new();
     p.write(
