@@ -355,6 +355,14 @@ impl Inboxes {
         // Files some writer has open (created or written, not yet closed or renamed in).
         let mut writing: HashSet<PathBuf> = HashSet::new();
         let mut last_scan: Option<Instant> = None;
+        // Files in the inboxes when the host started: only these may already have a record
+        // (from before a crash); anything that arrives later is new work.
+        let mut at_start: HashSet<PathBuf> = self
+            .dirs
+            .iter()
+            .filter_map(|(dir, _)| std::fs::read_dir(dir).ok())
+            .flat_map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()))
+            .collect();
         loop {
             if jobs.is_closed() {
                 return;
@@ -477,10 +485,12 @@ impl Inboxes {
                             failed: false,
                         },
                     );
+                let resumable = at_start.remove(&path);
                 for input in inputs {
                     let job = Job {
                         input: input.map(std::sync::Arc::new),
                         inbox_file: Some(path.clone()),
+                        resumable,
                     };
                     if jobs.blocking_send(job).is_err() {
                         return;

@@ -51,6 +51,9 @@ impl Resume {
 pub struct Job {
     pub input: Result<Arc<Document>, documents::Failed>,
     pub inbox_file: Option<PathBuf>,
+    /// It may be passed over when the results already hold its record: true for documents
+    /// read at start; an inbox file that arrives later is new work, even under an old name.
+    pub resumable: bool,
 }
 
 /// Called after a document's record is written and flushed.
@@ -65,6 +68,7 @@ pub fn read_sources(sources: Vec<Source>, max_bytes: u64, capacity: usize) -> mp
             tx.blocking_send(Job {
                 input: input.map(Arc::new),
                 inbox_file: None,
+                resumable: true,
             })
             .is_ok()
         });
@@ -141,7 +145,7 @@ pub async fn run(
             Ok(doc) => &doc.id,
             Err(failed) => &failed.id,
         };
-        if let Some(prior) = resume.skips(id) {
+        if let Some(prior) = resume.skips(id).filter(|_| job.resumable) {
             tracing::debug!(doc = %id, "already has a record: skipped");
             let record = Record {
                 ok: prior.ok,
@@ -216,6 +220,7 @@ fn joined(result: Result<(Job, Record), tokio::task::JoinError>) -> (Job, Record
                 reason: e.to_string(),
             }),
             inbox_file: None,
+            resumable: false,
         };
         (job, record)
     })
