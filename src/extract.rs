@@ -90,9 +90,15 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
             Ok(())
         });
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start the PDF extractor: {e}"))?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            // The binary moved or was replaced under a running host: read it here rather
+            // than fail every PDF.
+            tracing::warn!(exe = %isolation.exe.display(), "cannot start the PDF extractor ({e}); extracting in process, without its memory limit");
+            return pdf_text_here(bytes);
+        }
+    };
     let mut stdin = child.stdin.take().expect("piped");
     let input = bytes.to_vec();
     let writer = std::thread::spawn(move || {
