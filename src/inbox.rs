@@ -152,20 +152,34 @@ impl StateFile {
         let mut done = HashMap::new();
         // A line cut by a crash would swallow the next one appended: move it aside first.
         crate::sink::repair_tail(path).map_err(err)?;
+        // The latest line per file, for files still there (a moved or deleted file needs no
+        // memory): the file is rewritten with just those, so it does not grow without end.
+        let mut latest: HashMap<PathBuf, String> = HashMap::new();
+        let mut lines = 0;
         if let Ok(f) = std::fs::File::open(path) {
             for line in std::io::BufReader::new(f).lines() {
                 let line = line.map_err(err)?;
-                // A torn last line (a crash mid-write) is just not done.
+                lines += 1;
                 if let Ok(d) = serde_json::from_str::<Done>(&line) {
-                    done.insert(
-                        d.file,
-                        Stamp {
-                            size: d.size,
-                            mtime_ns: d.mtime_ns,
-                        },
-                    );
+                    latest.insert(d.file, line);
                 }
             }
+        }
+        latest.retain(|file, _| file.exists());
+        for (file, line) in &latest {
+            if let Ok(d) = serde_json::from_str::<Done>(line) {
+                done.insert(
+                    file.clone(),
+                    Stamp {
+                        size: d.size,
+                        mtime_ns: d.mtime_ns,
+                    },
+                );
+            }
+        }
+        if lines > latest.len() {
+            compact(path, latest.values()).map_err(err)?;
+            tracing::debug!(state = %path.display(), lines, kept = latest.len(), "state file compacted");
         }
         let file = OpenOptions::new()
             .create(true)
@@ -212,6 +226,22 @@ impl StateFile {
             .unwrap_or_else(|e| e.into_inner())
             .insert(path.to_owned(), stamp);
     }
+}
+
+/// Rewrites the state file with `lines`, atomically (a temporary file renamed over it).
+fn compact<'a>(path: &Path, lines: impl Iterator<Item = &'a String>) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".compacting");
+    let temporary = path.with_file_name(name);
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 /// What a file-system event says about a file.
@@ -617,4 +647,38 @@ pub fn state_path_for(out: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "results".into());
     out.with_file_name(format!("{stem}.state.jsonl"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_keeps_one_line_per_file_still_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("a.txt");
+        std::fs::write(&kept, "x").unwrap();
+        let gone = dir.path().join("gone.txt");
+        let line = |file: &Path, size: u64| {
+            format!(
+                "{}\n",
+                serde_json::json!({"file": file, "size": size, "mtime_ns": 1, "version": "v1", "ok": true, "at": "t"})
+            )
+        };
+        let state = dir.path().join("r.state.jsonl");
+        std::fs::write(
+            &state,
+            [line(&kept, 1), line(&gone, 1), line(&kept, 2)].concat(),
+        )
+        .unwrap();
+        let opened = StateFile::open(&state).unwrap();
+        assert!(opened.is_done(
+            &kept,
+            &Stamp {
+                size: 2,
+                mtime_ns: 1
+            }
+        ));
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), line(&kept, 2));
+    }
 }
