@@ -297,7 +297,7 @@ impl Guard {
         };
         scan.body(body, prompt_len)?;
         if let Some(window) = window.filter(|_| self.checks_overlap()) {
-            let readings: Vec<Vec<u64>> = scan.extra.iter().map(|(_, r)| r.clone()).collect();
+            let readings: Vec<&[u64]> = scan.extra.iter().map(|(_, r)| r.as_slice()).collect();
             let (verdict, stretches) = window.check(&scan.joined, &readings);
             if verdict.longest > self.max_shared_words {
                 let field = match (verdict.at, verdict.reading) {

@@ -348,7 +348,7 @@ impl Window {
     /// Checks a request's words (`joined`: every string of it, in order) and any `extra`
     /// readings of it (reversed, decoded) against the document and what already left.
     /// Returns the longest stretch; call [`Window::commit`] if the request goes ahead.
-    pub fn check(&self, joined: &[u64], extra: &[Vec<u64>]) -> (Overlap, Vec<Range<u32>>) {
+    pub fn check(&self, joined: &[u64], extra: &[&[u64]]) -> (Overlap, Vec<Range<u32>>) {
         let keep = self.tail.len();
         let mut sequence = Vec::with_capacity(keep + joined.len());
         sequence.extend_from_slice(&self.tail);

@@ -211,7 +211,7 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
                 None,
                 Some(RecordError {
                     kind: kind.into(),
-                    message: format!("{message}"),
+                    message,
                     position: None,
                 }),
             ),
