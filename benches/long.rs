@@ -8,7 +8,9 @@
 //!
 //! CPU per document is user + sys time of the process (the honest figure on a shared
 //! machine), over a run of N documents minus a run of one (start-up left out); wall time and
-//! peak memory (the process's own high-water mark) are for the N-document run. Medians of `BENCH_RUNS` (default 3) runs.
+//! peak memory (the process's own high-water mark) are for the N-document run. Medians of
+//! `BENCH_RUNS` (default 3) runs. `BENCH_ONLY=guard` times only the guard in process;
+//! `BENCH_ONLY=hybrid` runs only the hybrid processes (for `perf record`).
 
 #[path = "../tests/it/openai_stub.rs"]
 mod openai_stub;
@@ -214,8 +216,11 @@ fn guard_per_document(root: &Path) {
 
 fn main() {
     let root_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    guard_per_document(&root_dir);
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "guard") {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "hybrid" {
+        guard_per_document(&root_dir);
+    }
+    if only == "guard" {
         return;
     }
     let runs: usize = std::env::var("BENCH_RUNS")
@@ -226,8 +231,8 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let server = StubServer::conforming(Duration::ZERO);
     let url = server.url();
-    let python = python_ready();
-    if !python {
+    let python = only != "hybrid" && python_ready();
+    if !python && only != "hybrid" {
         println!("(python3 with `openai` and `jsonschema` not found: `pip install openai jsonschema` for the comparison)");
     }
 

@@ -11,7 +11,6 @@
 //! earlier calls already sent, so a passage split over several calls — or over several
 //! fields of one call — is caught when the pieces join up.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::LazyLock;
 
@@ -31,13 +30,18 @@ const MAX_CANDIDATES: usize = 64;
 /// makes per-character decomposition equivalent to normalising the whole string first.
 pub fn word_ids(text: &str, out: &mut Vec<u64>) {
     // ASCII bytes straight through the table; only other characters are decoded.
+    let (one, several) = (&*ASCII_ONE, &*ASCII);
     let bytes = text.as_bytes();
     let mut word = WordHash::new();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b.is_ascii() {
-            fold_ascii(b as char, &mut word, out);
+            match one[b as usize] {
+                BREAK => word.end(out),
+                SEVERAL => word.push_str(several[b as usize].unwrap_or_default()),
+                folded => word.push_byte(folded),
+            }
             i += 1;
         } else {
             let c = text[i..].chars().next().expect("a char starts here");
@@ -81,7 +85,7 @@ fn fold_ascii(c: char, word: &mut WordHash, out: &mut Vec<u64>) {
     match ASCII_ONE[c as usize] {
         BREAK => word.end(out),
         SEVERAL => word.push_str(ASCII[c as usize].unwrap_or_default()),
-        folded => word.push(folded as char),
+        folded => word.push_byte(folded),
     }
 }
 
@@ -147,36 +151,70 @@ static ASCII: LazyLock<[Option<&'static str>; 128]> = LazyLock::new(|| {
     table
 });
 
-/// FNV-1a over a word's folded chars.
+/// A word's folded chars, hashed as they come: bytes are packed eight to a 64-bit block and
+/// each full block mixed in once (a per-byte multiply chain would be the slowest part of
+/// reading a long document). The same folded chars always give the same id, whichever path
+/// (ASCII table or Unicode folding) produced them.
 struct WordHash {
     hash: u64,
-    len: usize,
+    block: u64,
+    filled: u32,
+    len: u32,
 }
 
 impl WordHash {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
     fn new() -> Self {
         WordHash {
-            hash: Self::OFFSET,
+            hash: Self::SEED,
+            block: 0,
+            filled: 0,
             len: 0,
         }
     }
 
-    fn push(&mut self, c: char) {
-        self.hash = (self.hash ^ c as u64).wrapping_mul(0x0100_0000_01b3);
+    #[inline]
+    fn push_byte(&mut self, b: u8) {
+        self.block = (self.block << 8) | u64::from(b);
+        self.filled += 1;
         self.len += 1;
+        if self.filled == 8 {
+            self.mix();
+        }
+    }
+
+    #[inline]
+    fn mix(&mut self) {
+        self.hash = (self.hash ^ self.block)
+            .wrapping_mul(Self::K)
+            .rotate_left(27);
+        self.block = 0;
+        self.filled = 0;
+    }
+
+    fn push(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        c.encode_utf8(&mut buf)
+            .bytes()
+            .for_each(|b| self.push_byte(b));
     }
 
     fn push_str(&mut self, s: &str) {
-        s.chars().for_each(|c| self.push(c));
+        s.bytes().for_each(|b| self.push_byte(b));
     }
 
+    #[inline]
     fn end(&mut self, out: &mut Vec<u64>) {
         if self.len > 0 {
-            out.push(self.hash);
+            if self.filled > 0 {
+                self.mix();
+            }
+            let h = (self.hash ^ u64::from(self.len)).wrapping_mul(Self::K);
+            out.push(h ^ (h >> 29));
+            *self = WordHash::new();
         }
-        *self = WordHash::new();
     }
 }
 
@@ -186,31 +224,65 @@ fn window_hash(ids: &[u64]) -> u64 {
     })
 }
 
-/// Keys that are hashes already need no hashing again.
-#[derive(Default, Clone, Copy)]
-struct PreHashed(u64);
-
-impl std::hash::Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// Window → the last position it starts at, open-addressed over positions only: a slot holds
+/// a position and the window's words are the key, read back from the document's word list.
+/// A quarter of the memory of a general map, so a long document's table stays in cache.
+struct WindowTable {
+    slots: Vec<u32>,
+    shift: u32,
 }
 
-type WindowMap = HashMap<u64, u32, std::hash::BuildHasherDefault<PreHashed>>;
+impl WindowTable {
+    fn with_capacity(windows: usize) -> WindowTable {
+        let size = (windows * 2).next_power_of_two().max(16);
+        WindowTable {
+            slots: vec![NONE; size],
+            shift: 64 - size.trailing_zeros(),
+        }
+    }
+
+    fn slot(&self, window: &[u64]) -> usize {
+        (window_hash(window).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// Records `at` as the last start of its window; returns the one before it, or `NONE`.
+    fn insert(&mut self, words: &[u64], at: usize) -> u32 {
+        let window = &words[at..at + SHINGLE];
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(window);
+        loop {
+            let held = self.slots[i];
+            if held == NONE {
+                self.slots[i] = at as u32;
+                return NONE;
+            }
+            if &words[held as usize..held as usize + SHINGLE] == window {
+                self.slots[i] = at as u32;
+                return held;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The last position `window` starts at in `words`, or `NONE`.
+    fn get(&self, words: &[u64], window: &[u64]) -> u32 {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(window);
+        loop {
+            let held = self.slots[i];
+            if held == NONE || &words[held as usize..held as usize + SHINGLE] == window {
+                return held;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
 
 /// A document's words, indexed by every window of `SHINGLE` words.
 pub struct SourceIndex {
     words: Vec<u64>,
-    /// Window hash → the last position it starts at; `previous` chains the earlier ones.
-    last: WindowMap,
+    /// Window → the last position it starts at; `previous` chains the earlier ones.
+    last: WindowTable,
     previous: Vec<u32>,
 }
 
@@ -230,12 +302,8 @@ impl SourceIndex {
             word_ids(part, &mut words);
         }
         let windows = words.len().saturating_sub(SHINGLE - 1);
-        let mut last = WindowMap::with_capacity_and_hasher(windows, Default::default());
-        let mut previous = Vec::with_capacity(windows);
-        for start in 0..windows {
-            let hash = window_hash(&words[start..start + SHINGLE]);
-            previous.push(last.insert(hash, start as u32).unwrap_or(NONE));
-        }
+        let mut last = WindowTable::with_capacity(windows);
+        let previous = (0..windows).map(|at| last.insert(&words, at)).collect();
         SourceIndex {
             words,
             last,
@@ -261,7 +329,7 @@ impl SourceIndex {
         let source = &self.words;
         for at in 0..=payload.len() - SHINGLE {
             let window = &payload[at..at + SHINGLE];
-            let mut candidate = self.last.get(&window_hash(window)).copied().unwrap_or(NONE);
+            let mut candidate = self.last.get(source, window);
             let mut looked = 0;
             while candidate != NONE && looked < MAX_CANDIDATES {
                 looked += 1;

@@ -79,7 +79,8 @@ pub fn call(
 ) -> RhaiResult<Dynamic> {
     let doc = DocContext::of(ctx)?;
     let prepared = prepare(&doc, role, first, schema, ctx.call_position())?;
-    let outcome = doc.services.runtime.block_on(execute(&prepared));
+    let on_caller = prepared.backend.io_on_caller();
+    let outcome = super::wait::block_on(&doc.services.runtime, on_caller, execute(&prepared));
     finish(&doc, prepared, outcome)
 }
 
@@ -93,7 +94,10 @@ pub fn both(ctx: &NativeCallContext, local: Dynamic, cloud: Dynamic) -> RhaiResu
     let mut out = Map::new();
     let local = prepare(&doc, Role::Local, local, None, pos);
     let cloud = prepare(&doc, Role::Cloud, cloud, None, pos);
-    let (l, c) = doc.services.runtime.block_on(async {
+    let on_caller = [&local, &cloud]
+        .iter()
+        .all(|p| p.as_ref().map_or(true, |p| p.backend.io_on_caller()));
+    let (l, c) = super::wait::block_on(&doc.services.runtime, on_caller, async {
         tokio::join!(
             execute_prepared(local.as_ref().ok()),
             execute_prepared(cloud.as_ref().ok())

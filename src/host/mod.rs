@@ -2,7 +2,7 @@
 //! its host functions (`local`, `cloud`, `validate`, `both`, `emit`, `sampled`) reach through.
 //!
 //! Rhai is synchronous, so each document runs on a blocking thread and host functions block
-//! on the captured tokio [`Handle`]. The document's context travels as the call's *tag*, so
+//! until a model answers ([`wait`] says on which runtime). The document's context travels as the call's *tag*, so
 //! one compiled engine serves every document at once.
 
 mod both;
@@ -16,6 +16,7 @@ mod local;
 pub mod sample;
 mod text;
 mod validate;
+mod wait;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

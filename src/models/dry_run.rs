@@ -35,6 +35,10 @@ impl Backend for DryRunBackend {
         &self.model
     }
 
+    fn io_on_caller(&self) -> bool {
+        true
+    }
+
     fn complete<'a>(
         &'a self,
         req: &'a ModelRequest,

@@ -175,6 +175,12 @@ pub trait Backend: Send + Sync {
             req.schema.as_ref().is_some_and(|s| s.not_strict.is_none()),
         )
     }
+    /// True when answering needs nothing but the runtime the call is polled on (its own
+    /// sockets and timers): the document's thread then drives the call itself
+    /// (`host::wait`), without a hand-off to the shared runtime's workers.
+    fn io_on_caller(&self) -> bool {
+        false
+    }
     /// Answer one request.
     fn complete<'a>(
         &'a self,

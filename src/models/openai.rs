@@ -6,8 +6,10 @@
 //! connection errors, timeouts) are retried with exponential backoff and full jitter, honouring
 //! `Retry-After`, within a bounded total time. The API key is never logged.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -25,30 +27,48 @@ pub struct OpenAiBackend {
     /// `"openai"` for the cloud, `"openai-compatible"` for a local server.
     label: &'static str,
     cfg: EndpointConfig,
-    http: reqwest::Client,
+    /// Keys this back end's HTTP clients in [`CLIENTS`].
+    id: u64,
     /// Schemas already reported as not strict-compatible (warn once each).
     warned: Mutex<HashSet<String>>,
 }
 
+thread_local! {
+    /// Each thread's HTTP clients, one per back end. A document's thread drives its own calls
+    /// (`host::wait`), so the connections it keeps alive must be its own: a connection opened
+    /// on one thread's runtime only moves while that thread waits on it.
+    static CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 impl OpenAiBackend {
     pub fn new(label: &'static str, cfg: EndpointConfig) -> Result<Self, ModelError> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("hybrid/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ModelError::new(
-                    ErrorKind::NotConfigured,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-            })?;
+        // Built once here so a configuration the client refuses fails at start, not per call.
+        client(&cfg)?;
         Ok(OpenAiBackend {
             label,
             cfg,
-            http,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             warned: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// This thread's client for this back end, made at its first call here.
+    fn http(&self) -> Result<reqwest::Client, ModelError> {
+        let found = CLIENTS.with(|clients| {
+            clients
+                .borrow()
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .map(|(_, c)| c.clone())
+        });
+        if let Some(client) = found {
+            return Ok(client);
+        }
+        let made = client(&self.cfg)?;
+        CLIENTS.with(|clients| clients.borrow_mut().push((self.id, made.clone())));
+        Ok(made)
     }
 
     fn endpoint(&self) -> String {
@@ -89,8 +109,11 @@ impl OpenAiBackend {
     }
 
     async fn attempt(&self, body: &[u8]) -> Attempt {
-        let mut request = self
-            .http
+        let http = match self.http() {
+            Ok(http) => http,
+            Err(err) => return Attempt::failed(err, false, None),
+        };
+        let mut request = http
             .post(self.endpoint())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
@@ -283,9 +306,58 @@ impl Attempt {
     }
 }
 
+fn client(cfg: &EndpointConfig) -> Result<reqwest::Client, ModelError> {
+    let builder = match tls() {
+        Ok(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls.clone()),
+        Err(err) => {
+            tracing::debug!("shared TLS settings unavailable ({err}); the client makes its own");
+            reqwest::Client::builder()
+        }
+    };
+    builder
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("hybrid/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            ModelError::new(
+                ErrorKind::NotConfigured,
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })
+}
+
+/// The TLS settings every client shares, made once per process: the system's trust store
+/// (the platform verifier, as reqwest uses by default) takes milliseconds to read, and each
+/// document thread has clients of its own.
+fn tls() -> Result<&'static rustls::ClientConfig, &'static str> {
+    static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let verifier =
+            rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| e.to_string())?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    })
+    .as_ref()
+    .map_err(String::as_str)
+}
+
 impl Backend for OpenAiBackend {
     fn name(&self) -> &str {
         self.label
+    }
+
+    fn io_on_caller(&self) -> bool {
+        true
     }
 
     fn model(&self) -> &str {

@@ -187,12 +187,36 @@ fn serve(
     handler: &Handler,
     count: &AtomicUsize,
 ) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // Connections stay open between requests, as the real API's do; an idle one is closed
+    // after longer than any client keeps one in its pool, so no client races the close.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
-        return Ok(());
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        answer(
+            &request_line,
+            &mut reader,
+            &mut stream,
+            seen,
+            handler,
+            count,
+        )?;
     }
+}
+
+/// Reads the rest of one request (after its request line) and writes its reply.
+fn answer(
+    request_line: &str,
+    reader: &mut BufReader<TcpStream>,
+    stream: &mut TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    handler: &Handler,
+    count: &AtomicUsize,
+) -> std::io::Result<()> {
     let path = request_line
         .split_whitespace()
         .nth(1)
@@ -231,7 +255,7 @@ fn serve(
         std::thread::sleep(reply.delay);
     }
     let mut head = format!(
-        "HTTP/1.1 {} Stub\r\ncontent-length: {}\r\nconnection: close\r\n",
+        "HTTP/1.1 {} Stub\r\ncontent-length: {}\r\n",
         reply.status,
         reply.body.len()
     );
@@ -239,8 +263,10 @@ fn serve(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
+    // One write: head and body in two would meet Nagle's algorithm and the client's delayed
+    // ACK on a kept-alive connection, 40 ms per reply.
+    head.push_str(&reply.body);
     stream.write_all(head.as_bytes())?;
-    stream.write_all(reply.body.as_bytes())?;
     stream.flush()
 }
 
