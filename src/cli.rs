@@ -14,6 +14,7 @@ use crate::config::{CloudMode, Config, FileConfig, Overrides};
 use crate::documents;
 use crate::host::Services;
 use crate::models;
+use crate::pipeline::{self, Declared};
 use crate::runner::{self, RunOptions};
 
 #[derive(Debug, Parser)]
@@ -109,22 +110,22 @@ struct RunArgs {
     /// The pipeline script (`.rhai`), which defines `fn process(doc)`.
     script: PathBuf,
     /// Files, directories (their files), `.jsonl` files (one document a line), or `-` for
-    /// JSONL on stdin.
-    #[arg(required = true)]
+    /// JSONL on stdin [default: the pipeline's `inputs` in hybrid.toml; else stdin when it
+    /// is not a terminal].
     inputs: Vec<PathBuf>,
-    /// Write result records to FILE instead of stdout. An existing FILE with records needs
-    /// --resume or --overwrite.
+    /// Write result records to FILE (`-`: stdout) [default: the pipeline's `out`, else
+    /// stdout]. An existing FILE with records needs --resume or --overwrite.
     #[arg(short, long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Keep the records already in --out and process only the documents without a
     /// successful one (a killed run picks up where it stopped, paying nothing twice).
-    #[arg(long, requires = "out", conflicts_with = "overwrite")]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
     /// With --resume: skip documents whose earlier record failed too, instead of retrying them.
     #[arg(long, requires = "resume")]
     skip_failed: bool,
     /// Replace an existing --out file.
-    #[arg(long, requires = "out")]
+    #[arg(long)]
     overwrite: bool,
     /// Documents in flight at once [default: 4 × cores, at most 32; or `[run] jobs`].
     #[arg(short, long, value_name = "N")]
@@ -141,21 +142,22 @@ struct RunArgs {
     #[arg(long)]
     watch: bool,
     /// With --watch: move each processed inbox file into `done/` or `failed/` inside its inbox.
-    #[arg(long, requires = "watch")]
+    #[arg(long)]
     move_done: bool,
     /// With --watch: how long an inbox file must stay unchanged before it is read.
-    #[arg(long, value_name = "MS", default_value_t = 500, requires = "watch")]
+    #[arg(long, value_name = "MS", default_value_t = 500)]
     settle_ms: u64,
     /// `dry-run`: send nothing to the cloud; the egress guard and the audit log still run,
-    /// token counts and costs are estimated, and cloud() answers with marked placeholders.
-    #[arg(long, value_enum, value_name = "MODE", default_value = "live")]
-    cloud: CloudArg,
-    /// Audit log of every cloud payload [default: beside --out as NAME.audit.jsonl, else
-    /// ./hybrid-audit.jsonl; or `[audit] path`].
+    /// token counts and costs are estimated, and cloud() answers with marked placeholders
+    /// [default: the pipeline's `cloud`, else live].
+    #[arg(long, value_enum, value_name = "MODE")]
+    cloud: Option<CloudArg>,
+    /// Audit log of every cloud payload [default: the pipeline's `audit`, else `[audit]
+    /// path`, else beside --out as NAME.audit.jsonl, else ./hybrid-audit.jsonl].
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
-    /// Where `emit(stream, value)` appends `STREAM.jsonl` [default: the folder of --out, else
-    /// the current one].
+    /// Where `emit(stream, value)` appends `STREAM.jsonl` [default: the pipeline's
+    /// `emit_dir`, else the folder of --out, else the current one].
     #[arg(long, value_name = "DIR")]
     emit_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -210,12 +212,18 @@ struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn config(&self, script: &std::path::Path, run: Option<&RunArgs>) -> anyhow::Result<Config> {
+    /// The merged settings for `script`, and the pipeline table it declares, if any.
+    fn config(
+        &self,
+        script: &std::path::Path,
+        run: Option<&RunArgs>,
+    ) -> anyhow::Result<(Config, Option<Declared>)> {
         let path = self.config.clone().or_else(|| FileConfig::discover(script));
         let file = match &path {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
+        let declared = crate::pipeline::declared(&file.pipelines, script, path.as_deref())?;
         let flags = Overrides {
             cloud_url: self.cloud_url.clone(),
             cloud_model: self.cloud_model.clone(),
@@ -228,7 +236,7 @@ impl CommonArgs {
             max_retries: self.max_retries,
             jobs: run.and_then(|r| r.jobs),
             schemas: self.schemas.clone(),
-            cloud_mode: run.map(|r| match r.cloud {
+            cloud_mode: run.and_then(|r| r.cloud).map(|c| match c {
                 CloudArg::Live => CloudMode::Live,
                 CloudArg::DryRun => CloudMode::DryRun,
             }),
@@ -237,7 +245,8 @@ impl CommonArgs {
         if let Some(p) = &path {
             tracing::debug!(config = %p.display(), "settings file");
         }
-        Ok(Config::resolve(file, path, &flags)?)
+        let config = Config::resolve_for(file, path, &flags, declared.as_ref())?;
+        Ok((config, declared))
     }
 }
 
@@ -302,7 +311,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 const DOCUMENT_STACK: usize = 1 << 30;
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = args.common.config(&args.script, None)?;
+    let (config, declared) = args.common.config(&args.script, None)?;
     let (policy, _) = config
         .guard
         .for_script(&args.script, config.source.as_deref())?;
@@ -321,11 +330,109 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             schemas.join(", ")
         }
     );
+    // What `hybrid run SCRIPT` would use, and where each value comes from. Without declared
+    // inputs a run reads stdin (or asks for INPUT); `check` itself never reads stdin.
+    let run = pipeline::run_settings(
+        &args.script,
+        pipeline::RunFlags::default(),
+        declared.as_ref(),
+        config.source.as_deref(),
+        false,
+    )?;
+    let audit = effective_audit(&config, run.out.as_deref());
+    let mut shown = vec![pipeline::Shown {
+        name: "settings",
+        value: config
+            .source
+            .as_ref()
+            .map_or_else(|| "(none)".into(), |p| p.display().to_string()),
+        origin: match (&args.common.config, &config.source) {
+            (Some(_), _) => pipeline::Origin::Flag("--config"),
+            (None, Some(_)) => {
+                pipeline::Origin::Default("found beside the script, above it, or here")
+            }
+            (None, None) => pipeline::Origin::Default("no hybrid.toml found"),
+        },
+    }];
+    shown.extend(run.shown.iter().cloned());
+    shown.push(audit.clone());
+    shown.extend(config.shown.iter().cloned().map(|mut s| {
+        // The folder the schemas were actually found in, not just "found".
+        if s.name == "schemas" {
+            if let Some(dir) =
+                crate::schemas::schemas_dir_for(&args.script, config.schemas.as_deref())
+            {
+                s.value = dir.display().to_string();
+            }
+        }
+        s
+    }));
+    let problems = pipeline::check_paths(&run, std::path::Path::new(&audit.value), &shown);
+    println!("run settings:");
+    let width = shown.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let value_width = shown
+        .iter()
+        .map(|s| s.value.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for s in &shown {
+        println!(
+            "  {:width$}  {:value_width$}  ({})",
+            s.name, s.value, s.origin
+        );
+    }
+    if let Some(first) = problems.into_iter().next() {
+        return Err(first.into());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The audit log a run writes, and why there.
+fn effective_audit(config: &Config, out: Option<&std::path::Path>) -> pipeline::Shown {
+    let (path, origin) = match &config.audit_path {
+        Some(p) => (p.clone(), config.audit_origin.clone()),
+        None => (
+            default_audit_path(out),
+            pipeline::Origin::Default(if out.is_some() {
+                "beside out"
+            } else {
+                "the current folder"
+            }),
+        ),
+    };
+    pipeline::Shown {
+        name: "audit",
+        value: path.display().to_string(),
+        origin,
+    }
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = args.common.config(&args.script, Some(&args))?;
+    let (config, declared) = args.common.config(&args.script, Some(&args))?;
+    let settings = pipeline::run_settings(
+        &args.script,
+        pipeline::RunFlags {
+            inputs: args.inputs.clone(),
+            out: args.out.clone(),
+            emit_dir: args.emit_dir.clone(),
+            watch: args.watch,
+            move_done: args.move_done,
+        },
+        declared.as_ref(),
+        config.source.as_deref(),
+        pipeline::stdin_is_terminal(),
+    )?;
+    for s in &settings.shown {
+        tracing::debug!(setting = s.name, value = %s.value, origin = %s.origin, "run setting");
+    }
+    if settings.out.is_none() {
+        for (flag, given) in [("--resume", args.resume), ("--overwrite", args.overwrite)] {
+            if given {
+                anyhow::bail!("{flag} needs a results file\nhint: pass --out FILE, or declare `out` in the pipeline's [pipelines.\"...\"] table in hybrid.toml");
+            }
+        }
+    }
     let (policy, applied) = config
         .guard
         .for_script(&args.script, config.source.as_deref())?;
@@ -351,20 +458,20 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bundle = spec.build()?;
 
     // With --watch, directories are inboxes; everything else is read once, up front.
-    let (inbox_dirs, batch): (Vec<PathBuf>, Vec<PathBuf>) = if args.watch {
-        args.inputs.iter().cloned().partition(|p| p.is_dir())
+    let (inbox_dirs, batch): (Vec<PathBuf>, Vec<PathBuf>) = if settings.watch {
+        settings.inputs.iter().cloned().partition(|p| p.is_dir())
     } else {
-        (Vec::new(), args.inputs.clone())
+        (Vec::new(), settings.inputs.clone())
     };
     let sources = documents::sources(&batch)?;
-    if !inbox_dirs.is_empty() && args.out.is_none() {
+    if !inbox_dirs.is_empty() && settings.out.is_none() {
         anyhow::bail!("watching an inbox needs --out FILE\nhint: results are appended to FILE, and FILE.state.jsonl beside it remembers which files are done, so a restart neither loses nor repeats work");
     }
     // One host per inbox: the lock is taken before anything is written.
-    let inboxes = match (&args.out, inbox_dirs.is_empty()) {
+    let inboxes = match (&settings.out, inbox_dirs.is_empty()) {
         (Some(out), false) => {
             let state = crate::inbox::StateFile::open(&crate::inbox::state_path_for(out))?;
-            let after = if args.move_done {
+            let after = if settings.move_done {
                 crate::inbox::AfterDone::Move
             } else {
                 crate::inbox::AfterDone::Leave
@@ -385,12 +492,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // existing results file unless told to.
     let existing = if args.overwrite {
         crate::sink::Existing::Overwrite
-    } else if args.resume || args.watch {
+    } else if args.resume || settings.watch {
         crate::sink::Existing::Append
     } else {
         crate::sink::Existing::Refuse
     };
-    let (mut out, done) = match &args.out {
+    let (mut out, done) = match &settings.out {
         Some(path) => crate::sink::Sink::open(path, existing)?,
         None => (crate::sink::Sink::stdout(), Default::default()),
     };
@@ -398,12 +505,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // too with --skip-failed), and always when watching, so a crash between writing a record
     // and marking its inbox file done repeats nothing.
     let resume = runner::Resume {
-        done: if args.resume || args.watch {
+        done: if args.resume || settings.watch {
             done
         } else {
             Default::default()
         },
-        skip_failed: args.skip_failed || args.watch,
+        skip_failed: args.skip_failed || settings.watch,
     };
     if !resume.done.is_empty() {
         tracing::info!(
@@ -418,10 +525,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     tracing::info!(script = %args.script.display(), version = %bundle.version, jobs = config.jobs, "rules loaded");
-    let audit_path = config
-        .audit_path
-        .clone()
-        .unwrap_or_else(|| default_audit_path(args.out.as_deref()));
+    let audit_path = PathBuf::from(effective_audit(&config, settings.out.as_deref()).value);
     let audit = crate::audit::AuditLog::open(&audit_path, config.audit_payload)?;
     if config.cloud_mode == CloudMode::DryRun {
         tracing::info!(audit = %audit_path.display(), "dry run: nothing is sent to the cloud; see the audit log for what would have been");
@@ -434,20 +538,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit: Some(Arc::new(audit)),
         pricing: config.pricing.clone(),
         cloud_endpoint: crate::audit::endpoint_host(&config.cloud.base_url),
-        streams: crate::host::emit::Streams::new(
-            args.emit_dir
-                .clone()
-                .unwrap_or_else(|| output_dir(args.out.as_deref())),
-        ),
+        streams: crate::host::emit::Streams::new(settings.emit_dir.clone()),
     });
     let options = RunOptions {
         jobs: config.jobs,
         max_bytes: args.max_doc_bytes,
-        progress: !args.no_progress && !args.watch,
+        progress: !args.no_progress && !settings.watch,
         max_record_bytes: config.limits.max_record_bytes,
     };
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
-    let _rules_watcher = if args.watch {
+    let _rules_watcher = if settings.watch {
         Some(crate::watch::spawn(spec, bundle.clone()).context("cannot watch the rules files")?)
     } else {
         None
@@ -533,12 +633,6 @@ async fn wait_for_signal() {
 }
 
 /// The folder of `--out`, else the current one.
-fn output_dir(out: Option<&std::path::Path>) -> PathBuf {
-    out.and_then(|o| o.parent())
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), |p| p.to_owned())
-}
-
 /// `results.jsonl` → `results.audit.jsonl`; no `--out` → `./hybrid-audit.jsonl`.
 fn default_audit_path(out: Option<&std::path::Path>) -> PathBuf {
     match out {

@@ -27,6 +27,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid value for {key}: {message}")]
     Value { key: &'static str, message: String },
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
 }
 
 /// The whole `hybrid.toml`. Every section and key is optional.
@@ -43,6 +45,8 @@ pub struct FileConfig {
     pub prices: std::collections::BTreeMap<String, crate::cost::Price>,
     pub local_cost: crate::cost::LocalCost,
     pub currency: crate::cost::Currency,
+    /// `[pipelines."scripts/NAME.rhai"]`: a pipeline's inputs, outputs and run settings.
+    pub pipelines: std::collections::BTreeMap<String, crate::pipeline::PipelineFile>,
 }
 
 /// `[audit]`.
@@ -289,13 +293,17 @@ pub struct Config {
     pub limits: Limits,
     pub cloud_mode: CloudMode,
     pub guard: crate::guard::GuardConfig,
-    /// An explicit audit log path (`--audit` or `[audit] path`).
+    /// An explicit audit log path (`--audit`, the pipeline's `audit`, or `[audit] path`).
     pub audit_path: Option<PathBuf>,
+    pub audit_origin: crate::pipeline::Origin,
     /// Keep payloads in the audit log (else only their hash).
     pub audit_payload: bool,
     pub pricing: crate::cost::Pricing,
     /// The file the settings came from, if any.
     pub source: Option<PathBuf>,
+    /// The effective value and origin of the settings an operator most often asks about
+    /// (`hybrid check` prints them).
+    pub shown: Vec<crate::pipeline::Shown>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -316,24 +324,60 @@ impl Config {
         source: Option<PathBuf>,
         flags: &Overrides,
     ) -> Result<Config, ConfigError> {
+        Config::resolve_for(file, source, flags, None)
+    }
+
+    /// [`Config::resolve`] for one pipeline: what its `[pipelines."PATH"]` table declares
+    /// (jobs, cloud mode, audit log) ranks under flags and the environment, over the rest of
+    /// the file.
+    pub fn resolve_for(
+        file: FileConfig,
+        source: Option<PathBuf>,
+        flags: &Overrides,
+        pipeline: Option<&crate::pipeline::Declared>,
+    ) -> Result<Config, ConfigError> {
+        use crate::pipeline::{pick, Origin, Shown};
+        let in_file = |key: &str| Origin::File {
+            path: source.clone().unwrap_or_default(),
+            key: key.to_owned(),
+        };
+        let declared =
+            |name: &str| pipeline.map_or(Origin::Default("not declared"), |p| p.origin(name));
+        let mut shown = Vec::new();
         let c = &file.cloud;
         let cloud_key_env = c
             .api_key_env
             .clone()
             .unwrap_or_else(|| "OPENAI_API_KEY".into());
+        let (base_url, origin) = pick(
+            vec![
+                (flags.cloud_url.clone(), Origin::Flag("--cloud-url")),
+                (env("OPENAI_BASE_URL"), Origin::Env("OPENAI_BASE_URL")),
+                (c.base_url.clone(), in_file("[cloud] base_url")),
+            ],
+            (OPENAI_BASE_URL.into(), Origin::Default("OpenAI")),
+        );
+        shown.push(Shown {
+            name: "cloud.base_url",
+            value: base_url.clone(),
+            origin,
+        });
+        let (cloud_model, origin) = pick(
+            vec![
+                (flags.cloud_model.clone(), Origin::Flag("--cloud-model")),
+                (env("HYBRID_CLOUD_MODEL"), Origin::Env("HYBRID_CLOUD_MODEL")),
+                (c.model.clone(), in_file("[cloud] model")),
+            ],
+            (DEFAULT_CLOUD_MODEL.into(), Origin::Default("GPT-5.4")),
+        );
+        shown.push(Shown {
+            name: "cloud.model",
+            value: cloud_model.clone(),
+            origin,
+        });
         let cloud = EndpointConfig {
-            base_url: flags
-                .cloud_url
-                .clone()
-                .or_else(|| env("OPENAI_BASE_URL"))
-                .or_else(|| c.base_url.clone())
-                .unwrap_or_else(|| OPENAI_BASE_URL.into()),
-            model: flags
-                .cloud_model
-                .clone()
-                .or_else(|| env("HYBRID_CLOUD_MODEL"))
-                .or_else(|| c.model.clone())
-                .unwrap_or_else(|| DEFAULT_CLOUD_MODEL.into()),
+            base_url,
+            model: cloud_model,
             api_key: Secret::new(env(&cloud_key_env)),
             api_key_env: cloud_key_env,
             timeout: secs(
@@ -346,11 +390,15 @@ impl Config {
         };
 
         let l = &file.local;
-        let model = flags
-            .local_model
-            .clone()
-            .or_else(|| env("HYBRID_LOCAL_MODEL"))
-            .or_else(|| l.model.clone());
+        let (model, local_origin) = pick(
+            vec![
+                (flags.local_model.clone(), Origin::Flag("--local-model")),
+                (env("HYBRID_LOCAL_MODEL"), Origin::Env("HYBRID_LOCAL_MODEL")),
+                (l.model.clone(), in_file("[local] model")),
+            ],
+            (DEFAULT_LOCAL_MODEL.into(), Origin::Default("Gemma 4 E4B")),
+        );
+        let model = Some(model);
         let backend = flags
             .local_backend
             .clone()
@@ -412,13 +460,82 @@ impl Config {
             }
         };
 
-        let jobs = flags.jobs.or(file.run.jobs).unwrap_or_else(default_jobs);
+        shown.push(Shown {
+            name: "local",
+            value: match &local {
+                LocalConfig::InProcess(m) => format!("{} (in-process)", m.model),
+                LocalConfig::Server(e) => format!("{} at {}", e.model, e.base_url),
+            },
+            origin: local_origin,
+        });
+
+        let (jobs, origin) = pick(
+            vec![
+                (flags.jobs, Origin::Flag("--jobs")),
+                (pipeline.and_then(|p| p.file.jobs), declared("jobs")),
+                (file.run.jobs, in_file("[run] jobs")),
+            ],
+            (default_jobs(), Origin::Default("4 × cores, at most 32")),
+        );
         if jobs == 0 {
             return Err(ConfigError::Value {
                 key: "jobs",
-                message: "must be at least 1".into(),
+                message: format!("must be at least 1 ({origin})"),
             });
         }
+        shown.push(Shown {
+            name: "jobs",
+            value: jobs.to_string(),
+            origin,
+        });
+        let (cloud_mode, origin) = pick(
+            vec![
+                (flags.cloud_mode, Origin::Flag("--cloud")),
+                (
+                    pipeline.map(|p| p.cloud_mode()).transpose()?.flatten(),
+                    declared("cloud"),
+                ),
+            ],
+            (CloudMode::Live, Origin::Default("send escalations")),
+        );
+        shown.push(Shown {
+            name: "cloud",
+            value: match cloud_mode {
+                CloudMode::Live => "live",
+                CloudMode::DryRun => "dry-run",
+            }
+            .into(),
+            origin,
+        });
+        let (audit_path, audit_origin) = pick(
+            vec![
+                (flags.audit.clone().map(Some), Origin::Flag("--audit")),
+                (
+                    pipeline.and_then(|p| p.file.audit.clone()).map(Some),
+                    declared("audit"),
+                ),
+                (file.audit.path.clone().map(Some), in_file("[audit] path")),
+            ],
+            (None, Origin::Default("beside out")),
+        );
+        let (schemas, origin) = pick(
+            vec![
+                (flags.schemas.clone().map(Some), Origin::Flag("--schemas")),
+                (file.run.schemas.clone().map(Some), in_file("[run] schemas")),
+            ],
+            (
+                None,
+                Origin::Default("schemas/ beside the script or its folder"),
+            ),
+        );
+        shown.push(Shown {
+            name: "schemas",
+            value: schemas.as_ref().map_or_else(
+                || "(none found)".into(),
+                |p: &PathBuf| p.display().to_string(),
+            ),
+            origin,
+        });
         let audit_payload = match file.audit.payload.as_deref() {
             None | Some("full") => true,
             Some("hash") => false,
@@ -439,11 +556,12 @@ impl Config {
             cloud,
             local,
             jobs,
-            schemas: flags.schemas.clone().or(file.run.schemas.clone()),
+            schemas,
             limits: file.limits,
-            cloud_mode: flags.cloud_mode.unwrap_or(CloudMode::Live),
+            cloud_mode,
             guard: file.guard,
-            audit_path: flags.audit.clone().or(file.audit.path),
+            audit_path,
+            audit_origin,
             audit_payload,
             pricing: crate::cost::Pricing {
                 prices: file.prices,
@@ -451,6 +569,7 @@ impl Config {
                 currency: file.currency,
             },
             source,
+            shown,
         })
     }
 }

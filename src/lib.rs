@@ -9,6 +9,7 @@
 //! |---------------------------------------------------|----------------------------|
 //! | parse the command line, map outcomes to exit codes | [`cli`]                   |
 //! | read `hybrid.toml`, the environment and flags      | [`config`]                |
+//! | a pipeline's declared inputs, outputs; origins     | [`pipeline`]              |
 //! | turn files, directories and JSONL into documents   | [`documents`]             |
 //! | read PDFs and e-mails (with attachments)           | [`extract`]               |
 //! | compile a script + imports + schemas as one version | [`bundle`]               |
@@ -35,6 +36,7 @@ pub mod guard;
 pub mod host;
 pub mod inbox;
 pub mod models;
+pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod runner;

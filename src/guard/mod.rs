@@ -80,24 +80,13 @@ impl GuardConfig {
     ) -> Result<(GuardConfig, Option<String>), GuardError> {
         let mut merged = self.clone();
         merged.scripts.clear();
-        let base = settings
-            .and_then(|s| s.parent())
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    std::path::Path::new(".")
-                } else {
-                    p
-                }
-            })
-            .unwrap_or(std::path::Path::new("."));
-        let script = script.canonicalize().ok();
+        let base = crate::pipeline::settings_dir(settings);
         let mut applied = None;
         for (key, o) in &self.scripts {
             if !key.ends_with(".rhai") {
                 return Err(GuardError::BareScriptKey(key.clone()));
             }
-            let same = base.join(key).canonicalize().ok();
-            if same.is_none() || same != script {
+            if !crate::pipeline::names_script(&base, key, script) {
                 continue;
             }
             merged.max_shared_words = o.max_shared_words.unwrap_or(merged.max_shared_words);

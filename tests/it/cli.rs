@@ -390,3 +390,157 @@ fn an_import_cycle_is_an_error_not_a_crash() {
     assert!(err.contains("import cycle: lib/a → lib/b → lib/a"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
+
+/// A project whose `hybrid.toml` declares `scripts/echo.rhai`'s inputs and outputs.
+fn declared_pipeline() -> Project {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    p.write("in/a.txt", "uno");
+    p.write("in/b.txt", "dos");
+    p.write(
+        "hybrid.toml",
+        "[pipelines.\"scripts/echo.rhai\"]\ninputs = [\"in\"]\nout = \"results/echo.jsonl\"\njobs = 2\n",
+    );
+    p
+}
+
+#[test]
+fn a_pipeline_with_declared_inputs_runs_with_the_script_alone() {
+    let p = declared_pipeline();
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai"])
+        .output()
+        .expect_code(0);
+    assert_eq!(done.stdout(), "", "records go to the declared out");
+    let written = std::fs::read_to_string(p.path("results/echo.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 2, "{written}");
+
+    // Paths are relative to the settings file, not to where the command runs from.
+    let mut run = p.hybrid(&["run", "../scripts/echo.rhai", "--overwrite"]);
+    run.cmd.current_dir(p.path("in"));
+    run.output().expect_code(0);
+    let written = std::fs::read_to_string(p.path("results/echo.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 2, "{written}");
+}
+
+#[test]
+fn flags_override_what_a_pipeline_declares() {
+    let p = declared_pipeline();
+    p.write("other/c.txt", "tres");
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai", "other", "--out", "-"])
+        .output()
+        .expect_code(0);
+    let records = done.records();
+    assert_eq!(records.len(), 1, "INPUT replaces the declared inputs");
+    assert_eq!(records[0]["id"], "other/c.txt");
+    assert!(
+        !p.path("results/echo.jsonl").exists(),
+        "`--out -` is stdout"
+    );
+    p.hybrid(&["run", "scripts/echo.rhai", "--out", "mine.jsonl"])
+        .output()
+        .expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(p.path("mine.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn with_nothing_declared_documents_come_from_piped_stdin() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    let done = p
+        .hybrid(&["run", "scripts/echo.rhai"])
+        .stdin("{\"id\": \"s1\", \"text\": \"uno\"}\n")
+        .output()
+        .expect_code(0);
+    assert_eq!(done.record("s1")["ok"], true);
+}
+
+#[test]
+fn with_no_inputs_anywhere_and_a_terminal_the_error_shows_both_ways() {
+    use std::os::fd::FromRawFd;
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    // A pseudo-terminal on stdin: an operator at a prompt, nothing piped.
+    let (mut leader, mut follower) = (0, 0);
+    let made = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(made, 0, "openpty");
+    let terminal = unsafe { std::fs::File::from_raw_fd(follower) };
+    let _leader = unsafe { std::fs::File::from_raw_fd(leader) };
+    let mut run = p.hybrid(&["run", "scripts/echo.rhai"]);
+    run.cmd.stdin(terminal);
+    let done = run.output();
+    assert_eq!(done.code(), 1, "{}", done.stderr());
+    let err = done.stderr();
+    assert!(err.contains("no documents to read"), "{err}");
+    assert!(err.contains("hint: pass INPUT"), "{err}");
+    assert!(err.contains("[pipelines.\"scripts/echo.rhai\"]"), "{err}");
+}
+
+#[test]
+fn check_shows_each_run_setting_and_where_it_came_from() {
+    let p = declared_pipeline();
+    let done = p
+        .hybrid(&[
+            "check",
+            "scripts/echo.rhai",
+            "--cloud-model",
+            "gpt-5.4-mini",
+        ])
+        .env("HYBRID_LOCAL_MODEL", "tiny")
+        .output()
+        .expect_code(0);
+    let out = done.stdout();
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no `{name}` line in:\n{out}"))
+            .to_owned()
+    };
+    let table = "hybrid.toml: [pipelines.\"scripts/echo.rhai\"]";
+    assert!(line("inputs").contains(&format!("{table} inputs")), "{out}");
+    assert!(line("out").contains("results/echo.jsonl"), "{out}");
+    assert!(line("jobs").contains(&format!("{table} jobs")), "{out}");
+    assert!(line("audit").contains("default: beside out"), "{out}");
+    assert!(line("cloud.model").contains("flag --cloud-model"), "{out}");
+    assert!(line("local").contains("env HYBRID_LOCAL_MODEL"), "{out}");
+    assert!(line("cloud.base_url").contains("default"), "{out}");
+
+    // A declared input that is not there, and an unknown key, are errors naming them.
+    p.write(
+        "hybrid.toml",
+        "[pipelines.\"scripts/echo.rhai\"]\ninputs = [\"nowhere\"]\n",
+    );
+    let done = p.hybrid(&["check", "scripts/echo.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(
+        done.stderr().contains("`nowhere` does not exist"),
+        "{}",
+        done.stderr()
+    );
+    p.write(
+        "hybrid.toml",
+        "[pipelines.\"scripts/echo.rhai\"]\nimputs = [\"in\"]\n",
+    );
+    let done = p.hybrid(&["check", "scripts/echo.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(done.stderr().contains("imputs"), "{}", done.stderr());
+    p.write("hybrid.toml", "[pipelines.echo]\ninputs = [\"in\"]\n");
+    let done = p.hybrid(&["check", "scripts/echo.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(done.stderr().contains("bare name"), "{}", done.stderr());
+}

@@ -46,19 +46,19 @@ fn every_shipped_script_checks() {
 #[test]
 fn contract_triage_runs_offline_as_the_readme_says() {
     let p = shipped();
-    let done = p
-        .hybrid(&[
-            "run",
-            "scripts/contract_triage.rhai",
-            "samples/contracts",
-            "--local-model",
-            "tiny",
-            "--cloud",
-            "dry-run",
-        ])
-        .output()
-        .expect_code(0);
-    let records = done.records();
+    // The README's first command: inputs and outputs come from the pipeline's table in the
+    // repository's hybrid.toml.
+    p.hybrid(&[
+        "run",
+        "scripts/contract_triage.rhai",
+        "--local-model",
+        "tiny",
+        "--cloud",
+        "dry-run",
+    ])
+    .output()
+    .expect_code(0);
+    let records = crate::support::read_records(&p.path("out/contract_triage.jsonl"));
     assert_eq!(
         records.len(),
         std::fs::read_dir(p.path("samples/contracts"))
@@ -78,18 +78,32 @@ fn contract_triage_runs_offline_as_the_readme_says() {
             other => panic!("unexpected decision {other}: {r}"),
         }
     }
-    let audit = std::fs::read_to_string(p.path("hybrid-audit.jsonl")).unwrap_or_default();
+    let audit =
+        std::fs::read_to_string(p.path("out/contract_triage.audit.jsonl")).unwrap_or_default();
     assert_eq!(audit.lines().count(), escalated);
     assert!(audit.lines().all(|l| l.contains("\"outcome\":\"dry_run\"")));
+
+    // A second run does not overwrite those results silently.
+    let again = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "--local-model",
+            "tiny",
+        ])
+        .output();
+    assert_eq!(again.code(), 1);
+    assert!(again.stderr().contains("--overwrite"), "{}", again.stderr());
 
     // Without a key and without dry-run, escalations go to human review.
     let done = p
         .hybrid(&[
             "run",
             "scripts/contract_triage.rhai",
-            "samples/contracts",
             "--local-model",
             "tiny",
+            "--out",
+            "-",
         ])
         .output()
         .expect_code(0);
@@ -119,6 +133,8 @@ fn contract_triage_escalates_only_extracted_json_to_the_cloud() {
             "run",
             "scripts/contract_triage.rhai",
             "samples/contracts",
+            "--out",
+            "-",
             "--local-model",
             "tiny",
             "--cloud-url",
@@ -178,6 +194,8 @@ fn contract_triage_escalates_local_json_that_fails_its_schema() {
             "run",
             "scripts/contract_triage.rhai",
             "samples/contracts/servicios_bogota.txt",
+            "--out",
+            "-",
             "--local-url",
             &lu,
             "--cloud-url",
