@@ -207,14 +207,19 @@ pub fn local_backend(config: &crate::config::Config) -> Result<Arc<dyn Backend>,
             endpoint.clone(),
         )?),
         LocalConfig::InProcess(cfg) => {
+            // The wiring-check model answers one sequence at a time, in f32: on a CPU,
+            // mistral.rs batching its long byte-level prompts costs more than it saves (six
+            // contracts: 33 s at 8 in flight, 9 s one at a time), and f32 spares the f16
+            // conversions of its attention. Settings given explicitly still win.
+            let tiny = cfg.model == "tiny";
             Arc::new(mistral::MistralBackend::new(mistral::LocalModelConfig {
-                test_sampling: cfg.model == "tiny",
+                test_sampling: tiny,
                 model: cfg.model.clone(),
                 isq: cfg.isq.clone(),
-                dtype: cfg.dtype.clone(),
+                dtype: cfg.dtype.clone().or_else(|| tiny.then(|| "f32".to_owned())),
                 device: cfg.device.clone(),
                 cache_dir: cfg.cache_dir.clone(),
-                max_num_seqs: cfg.max_num_seqs,
+                max_num_seqs: cfg.max_num_seqs.or(tiny.then_some(1)),
             }))
         }
     })

@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Bump when the files written change for the same spec, so cached copies are rebuilt.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// Special tokens, in id order. Ids 0..=3 match Gemma's own (`<pad>`, `<eos>`, `<bos>`, `<unk>`).
 /// The seven media tokens are the exact strings mistral.rs's Gemma 4 processor registers as
@@ -157,6 +157,10 @@ pub struct TinySpec {
     pub vision_patch_size: usize,
     /// Standard deviation of the random projection and embedding weights (norms are 1).
     pub init_std: f32,
+    /// Lean the random model toward tokens that close what it writes (`"`, `}`, `]`, end of
+    /// turn), so schema-constrained answers stop at the first place the schema lets them
+    /// instead of filling every string to `maxLength`. See [`Init::Embedding`].
+    pub end_early: bool,
     pub dtype: WeightDtype,
     pub seed: u64,
 }
@@ -182,6 +186,7 @@ impl TinySpec {
             vision_intermediate: 64,
             vision_patch_size: 16,
             init_std: 0.02,
+            end_early: true,
             dtype: WeightDtype::F32,
             seed: 0x6765_6d6d_6134,
         }
@@ -202,6 +207,8 @@ impl TinySpec {
             sliding_window: 512,
             max_position_embeddings: 8192,
             dtype: WeightDtype::Bf16,
+            // Decode-speed benchmarks want long, unbiased answers.
+            end_early: false,
             ..TinySpec::tiny()
         }
     }
@@ -564,6 +571,36 @@ enum Init {
     Normal(f32),
     /// Every element equal (norm weights, layer scalars).
     Const(f32),
+    /// The first element `.0`, every other `.1` (the final norm of an `end_early` model).
+    FirstThen(f32, f32),
+    /// The (tied) token embedding of an `end_early` model: normal, except that column 0 holds
+    /// `carrier` for every token and `carrier + lift` for the [`CLOSING`] tokens.
+    ///
+    /// Every input token then writes a large constant along dimension 0 of the residual
+    /// stream, which the random layers (a few units each) cannot outweigh; after the final
+    /// norm the hidden state points along it whatever the context. The output projection is
+    /// the same table, so each token's logit is about `sqrt(hidden) * EARLY_NORM * row[0]`:
+    /// equal for ordinary tokens (sampling among what the grammar allows stays uniform) and
+    /// higher by a few units for closing tokens, kept clear of the final logit soft-cap by
+    /// the small first weight of the final norm.
+    Embedding { std: f32, carrier: f32, lift: f32 },
+}
+
+/// Column 0 of every embedding row of an `end_early` model.
+const EARLY_CARRIER: f32 = 20.0;
+/// What closing tokens add to it.
+const EARLY_LIFT: f32 = 20.0;
+/// The final norm's weight on dimension 0: with a 64-wide model, ordinary tokens' logits come
+/// out near 4.8 and closing tokens' near 9.6, about 100 times likelier each.
+const EARLY_NORM: f32 = 0.03;
+
+/// The tokens an `end_early` model favours: those that close a string, object or array, and
+/// the two that end the answer.
+fn closing_tokens() -> Vec<usize> {
+    // Byte symbols follow the specials in byte order (see `tokenizer_json`).
+    let mut ids = vec![EOS_ID, TURN_END_ID];
+    ids.extend([b'"', b'}', b']'].map(|b| SPECIAL_TOKENS.len() + b as usize));
+    ids
 }
 
 /// A tensor whose bytes are generated only when the serializer asks for them, one tensor at a
@@ -586,6 +623,31 @@ impl LazyTensor {
         match self.init {
             Init::Const(v) => {
                 for _ in 0..n {
+                    push_value(&mut out, v, self.dtype);
+                }
+            }
+            Init::FirstThen(first, rest) => {
+                for i in 0..n {
+                    push_value(&mut out, if i == 0 { first } else { rest }, self.dtype);
+                }
+            }
+            Init::Embedding { std, carrier, lift } => {
+                let width = *self.shape.last().expect("an embedding is two-dimensional");
+                let closing = closing_tokens();
+                let normal = LazyTensor {
+                    init: Init::Normal(std),
+                    dtype: WeightDtype::F32,
+                    shape: self.shape.clone(),
+                    seed: self.seed,
+                }
+                .generate();
+                for (i, v) in normal.chunks_exact(4).enumerate() {
+                    let (row, col) = (i / width, i % width);
+                    let v = match col {
+                        0 if closing.contains(&row) => carrier + lift,
+                        0 => carrier,
+                        _ => f32::from_le_bytes(v.try_into().expect("four bytes")),
+                    };
                     push_value(&mut out, v, self.dtype);
                 }
             }
@@ -661,12 +723,24 @@ fn tensors(spec: &TinySpec) -> Vec<(String, LazyTensor)> {
     // Text model (vision_models/gemma4/text.rs, TextModel::new / DecoderLayer::new / Attention::new).
     let t = "model.language_model";
     let h = spec.hidden;
+    let (embedding, final_norm) = if spec.end_early {
+        (
+            Init::Embedding {
+                std: spec.init_std,
+                carrier: EARLY_CARRIER,
+                lift: EARLY_LIFT,
+            },
+            Init::FirstThen(EARLY_NORM, 1.0),
+        )
+    } else {
+        (normal, one)
+    };
     add(
         format!("{t}.embed_tokens.weight"),
         vec![vocab_size(), h],
-        normal,
+        embedding,
     );
-    add(format!("{t}.norm.weight"), vec![h], one);
+    add(format!("{t}.norm.weight"), vec![h], final_norm);
     for i in 0..spec.layers {
         let l = format!("{t}.layers.{i}");
         let hd = if spec.is_full_attention(i) {
@@ -780,6 +854,19 @@ fn tensors(spec: &TinySpec) -> Vec<(String, LazyTensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closing_tokens_are_the_quote_braces_and_the_end_tokens() {
+        let tok = tokenizer_json();
+        let vocab = tok["model"]["vocab"].as_object().unwrap();
+        let symbols = byte_symbols();
+        let id = |b: u8| vocab[&symbols[b as usize].to_string()].as_u64().unwrap() as usize;
+        let mut want = vec![EOS_ID, TURN_END_ID, id(b'"'), id(b'}'), id(b']')];
+        let mut got = closing_tokens();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn vocabulary_matches_config_and_covers_every_byte() {

@@ -159,3 +159,27 @@ fn a_hub_id_that_cannot_be_fetched_offline_says_how_to_point_at_a_directory() {
     assert!(message.contains("google/gemma-4-E4B-it"), "{message}");
     assert!(message.contains("hint:"), "{message}");
 }
+
+#[test]
+fn the_tiny_model_closes_strings_early_instead_of_filling_them() {
+    // Random weights used to write every string to its `maxLength`, which made the
+    // quickstart and this suite slow; the tiny model now leans toward closing tokens.
+    let p = project(
+        "fn process(doc) {\n    local(#{ prompt: doc.text, schema: #{ type: \"object\", properties: #{ summary: #{ type: \"string\", maxLength: 400 } }, required: [\"summary\"], additionalProperties: false }, max_tokens: 600 })\n}\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/s.rhai", "-", "--local-model", "tiny"])
+        .stdin("{\"id\": \"a\", \"text\": \"uno\"}\n{\"id\": \"b\", \"text\": \"dos\"}\n")
+        .output()
+        .expect_code(0);
+    for r in done.records() {
+        let summary = r["result"]["summary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(summary.len() < 100, "{} bytes: {r}", summary.len());
+        assert!(
+            r["calls"][0]["completion_tokens"].as_u64().unwrap() < 120,
+            "{r}"
+        );
+    }
+}
