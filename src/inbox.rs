@@ -393,12 +393,18 @@ impl Inboxes {
             .filter_map(|(dir, _)| std::fs::read_dir(dir).ok())
             .flat_map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()))
             .collect();
+        // An event that woke the wait below, handled with the rest on the next pass.
+        let mut carried = None;
         loop {
             if jobs.is_closed() {
                 return;
             }
             let mut seen: HashSet<PathBuf> = HashSet::new();
-            while let Ok((path, what)) = events.try_recv() {
+            let first = carried.take();
+            for (path, what) in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| events.try_recv().ok()))
+            {
                 let Some(path) = self.as_named(&path) else {
                     continue;
                 };
@@ -527,7 +533,22 @@ impl Inboxes {
                     }
                 }
             }
-            std::thread::sleep(TICK);
+            // Sleep until the next pending file settles or an event arrives, not a fixed tick:
+            // a file is read the moment it is due (a rules reload then sees its first document
+            // tens of milliseconds sooner).
+            let now = Instant::now();
+            let wait = pending
+                .values()
+                .map(|(_, since)| (*since + self.settle).saturating_duration_since(now))
+                .min()
+                .unwrap_or(TICK)
+                .clamp(Duration::from_millis(1), TICK);
+            match events.recv_timeout(wait) {
+                Ok(event) => carried = Some(event),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // No watcher any more: the periodic rescan still finds new files.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            }
         }
     }
 

@@ -17,8 +17,11 @@ use notify::{RecursiveMode, Watcher};
 use crate::bundle::Bundle;
 use crate::config::Limits;
 
-/// How long the file system must stay quiet before a rebuild.
-pub const SETTLE: Duration = Duration::from_millis(100);
+/// How long the rules files must stay quiet before a rebuild. An editor's save (write a
+/// temporary file, rename it over the old one) is over within a few milliseconds; a build of a
+/// half-written file is harmless (rejected, the last good version keeps running, the next
+/// event rebuilds), so the wait is short. Inbox files have their own, longer settle.
+pub const SETTLE: Duration = Duration::from_millis(25);
 /// The longest a steady stream of events can delay a rebuild.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
 
