@@ -73,9 +73,19 @@ enum Command {
     Check(CheckArgs),
     /// Summarise result files: calls, tokens, local share, spend, and a cost projection.
     Report(ReportArgs),
-    /// (internal) Extract one PDF's text from stdin, under the limits the parent set.
-    #[command(name = "__extract-pdf", hide = true)]
-    ExtractPdf,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example: `hybrid completions bash > ~/.local/share/bash-completion/completions/hybrid`,
+    /// or `hybrid completions zsh > ~/.zfunc/_hybrid`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (`hybrid.1` and one per subcommand) into DIR, or print `hybrid.1`.
+    Man {
+        /// Folder to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +265,14 @@ static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
+    // The PDF extractor child (`extract`): an internal entry point, kept out of the command
+    // line's contract (help, completions, man pages).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::extract::CHILD_ARG)
+    {
+        return crate::extract::extract_pdf_child();
+    }
     // A usage error exits 1, as documented: 2 means "some documents failed", and a shell
     // script that retries on 2 must never retry a typo. `--help` and `--version` exit 0.
     let cli = match Cli::try_parse() {
@@ -301,7 +319,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
         Command::Report(args) => report(args),
-        Command::ExtractPdf => Ok(crate::extract::extract_pdf_child()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "hybrid", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(dir),
     }
 }
 
@@ -309,6 +333,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// script that builds a value nested a million deep (within `max_document_memory`) is dropped
 /// and printed by recursive code, and must not overflow and take the host down.
 const DOCUMENT_STACK: usize = 1 << 30;
+
+fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("cannot write the man pages into `{}`", dir.display()))?;
+            if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "man pages written to {} (try `man -l {}`)",
+                    dir.display(),
+                    dir.join("hybrid.1").display()
+                );
+            }
+        }
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .context("cannot write the man page")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (config, declared) = args.common.config(&args.script, None)?;

@@ -16,13 +16,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+/// The first argument that makes the `hybrid` binary the PDF extractor child.
+pub const CHILD_ARG: &str = "__extract-pdf";
+
 /// Where and how PDFs are extracted out of process; unset (library uses, unit tests) means
 /// in process.
 static ISOLATION: OnceLock<Isolation> = OnceLock::new();
 
 #[derive(Debug, Clone)]
 pub struct Isolation {
-    /// The `hybrid` binary, which has the hidden `__extract-pdf` command.
+    /// The `hybrid` binary, which runs as the extractor when its first argument is
+    /// [`CHILD_ARG`].
     pub exe: PathBuf,
     /// Bytes of address space the child may map (its program included).
     pub memory: u64,
@@ -72,7 +76,7 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
     let limit = isolation.memory;
     let mut command = Command::new(&isolation.exe);
     command
-        .arg("__extract-pdf")
+        .arg(CHILD_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -544,3 +544,45 @@ fn check_shows_each_run_setting_and_where_it_came_from() {
     assert_eq!(done.code(), 1);
     assert!(done.stderr().contains("bare name"), "{}", done.stderr());
 }
+
+#[test]
+fn completions_and_man_pages_cover_the_public_commands_only() {
+    let p = Project::new();
+    let bash = p
+        .hybrid(&["completions", "bash"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    assert!(bash.contains("--local-model"), "{bash}");
+    assert!(
+        !bash.contains("__extract-pdf"),
+        "the internal entry point stays hidden"
+    );
+    // What bash offers after `hybrid r<TAB>`, with the script loaded as a user would.
+    std::fs::write(p.path("hybrid.bash"), &bash).unwrap();
+    let offered = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source ./hybrid.bash; COMP_WORDS=(hybrid r); COMP_CWORD=1; _hybrid hybrid r hybrid; echo \"${COMPREPLY[@]}\"")
+        .current_dir(p.path(""))
+        .output()
+        .unwrap();
+    let offered = String::from_utf8_lossy(&offered.stdout);
+    assert_eq!(offered.trim(), "run report", "{offered}");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        p.hybrid(&["completions", shell]).output().expect_code(0);
+    }
+
+    let page = p.hybrid(&["man"]).output().expect_code(0).stdout();
+    assert!(page.contains(".TH hybrid 1"), "{page}");
+    p.hybrid(&["man", "man1"]).output().expect_code(0);
+    for name in [
+        "hybrid.1",
+        "hybrid-run.1",
+        "hybrid-check.1",
+        "hybrid-report.1",
+    ] {
+        let page = std::fs::read_to_string(p.path("man1").join(name)).unwrap();
+        assert!(page.contains(".SH"), "{name}: {page}");
+    }
+    assert!(!p.path("man1/hybrid-__extract-pdf.1").exists());
+}
