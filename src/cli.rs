@@ -733,7 +733,7 @@ fn init_logging(verbose: u8, quiet: bool, color: bool) {
         .unwrap_or_else(|| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter)
         .with_ansi(color)
         .with_target(false)
         .try_init();

@@ -17,6 +17,7 @@
 //! | find, compile and check JSON Schemas               | [`schemas`]               |
 //! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
 //! | run many documents and write result records        | [`runner`], [`record`]    |
+//! | share stderr between logs and the progress line    | [`progress`]              |
 //! | write records whole; resume; repair cut lines      | [`sink`]                  |
 //! | per-document budgets: memory, calls, output, depth | [`host::budget`]          |
 //! | reload the rules live; watch inboxes               | [`watch`], [`inbox`]      |
@@ -37,6 +38,7 @@ pub mod host;
 pub mod inbox;
 pub mod models;
 pub mod pipeline;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod runner;

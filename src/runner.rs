@@ -6,10 +6,9 @@
 //! the rules under a document already running. On shutdown (Ctrl-C, SIGTERM) no new job is
 //! taken and the ones in flight finish.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
@@ -89,11 +88,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Summary> {
     let started = Instant::now();
-    let progress = (options.progress && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
+    let progress = options
+        .progress
+        .then(crate::progress::Progress::start)
+        .flatten();
 
     let mut summary = Summary::default();
     let mut in_flight: JoinSet<(Job, Record)> = JoinSet::new();
@@ -195,9 +193,7 @@ pub async fn run(
         let (job, record) = joined(done);
         finish(job, record, &mut summary, false)?;
     }
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    drop(progress);
     summary.wall_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }

@@ -586,3 +586,77 @@ fn completions_and_man_pages_cover_the_public_commands_only() {
     }
     assert!(!p.path("man1/hybrid-__extract-pdf.1").exists());
 }
+
+#[test]
+fn log_lines_never_share_a_row_with_the_progress_line() {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let p = Project::new();
+    p.write(
+        "scripts/slow.rhai",
+        "fn process(doc) {\n    let n = 0;\n    for i in 0..60000 { n += i; }\n    print(\"from-script \" + doc.id);\n    n\n}\n",
+    );
+    let docs: String = (0..40)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"x\"}}\n"))
+        .collect();
+    p.write("docs.jsonl", docs);
+    // stderr is a pseudo-terminal, so the progress line shows.
+    let (mut leader, mut follower) = (0, 0);
+    let made = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(made, 0, "openpty");
+    let terminal = unsafe { std::fs::File::from_raw_fd(follower) };
+    let mut screen = unsafe { std::fs::File::from_raw_fd(leader) };
+    let mut run = p.hybrid(&[
+        "run",
+        "scripts/slow.rhai",
+        "docs.jsonl",
+        "--out",
+        "r.jsonl",
+        "--jobs",
+        "2",
+    ]);
+    run.cmd.env("HYBRID_LOG", "info").stderr(terminal);
+    let mut child = run.cmd.spawn().unwrap();
+    drop(run); // our copy of the terminal's end, so reading ends when the child exits
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the child has closed the terminal.
+        while let Ok(n) = screen.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    assert!(child.wait().unwrap().success());
+    let shown = reader.join().unwrap();
+    assert!(
+        shown.contains("documents, 0 failed"),
+        "the progress line showed:\n{shown:?}"
+    );
+    let mut logs = 0;
+    for row in shown.split('\n') {
+        // What stays visible on a row: the text after its last carriage return (the
+        // terminal turns each newline into "\r\n").
+        let row = row.strip_suffix('\r').unwrap_or(row);
+        let visible = row.rsplit('\r').next().unwrap_or(row);
+        if visible.contains("from-script") {
+            logs += 1;
+            assert!(
+                !visible.contains("failed"),
+                "a log line shares a row with the progress line: {row:?}"
+            );
+        }
+    }
+    assert_eq!(logs, 40, "{shown:?}");
+}
