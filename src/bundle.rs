@@ -37,11 +37,13 @@ pub enum BundleError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{location}: {message}\nhint: {hint}")]
+    #[error("{location}: {message}\n{}hint: {hint}", snippet.as_deref().map(|s| format!("{s}\n")).unwrap_or_default())]
     Script {
         location: String,
         message: String,
         hint: String,
+        /// The offending line with a caret (`snippet`), when its text can be read.
+        snippet: Option<String>,
     },
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -61,11 +63,41 @@ pub struct Bundle {
     pub files: BTreeMap<PathBuf, String>,
     /// The limits the engine was built with (per-document budgets read them too).
     pub limits: Limits,
+    /// The script's and each module's text, by the name error positions use.
+    pub sources: BTreeMap<String, Arc<str>>,
 }
 
 impl Bundle {
     /// Compiles `script` with its imports and schemas.
     pub fn build(
+        script: &Path,
+        schemas_dir: Option<&Path>,
+        limits: &Limits,
+    ) -> Result<Bundle, BundleError> {
+        Bundle::build_unshown(script, schemas_dir, limits).map_err(|err| match err {
+            BundleError::Script {
+                location,
+                message,
+                hint,
+                snippet: None,
+            } => BundleError::Script {
+                snippet: crate::snippet::at(&location, source_text),
+                location,
+                message,
+                hint,
+            },
+            other => other,
+        })
+    }
+
+    /// The snippet (line and caret) for a `file:line:col` in this version's own sources.
+    pub fn snippet(&self, location: &str) -> Option<String> {
+        crate::snippet::at(location, |file| {
+            self.sources.get(file).map(|t| t.to_string())
+        })
+    }
+
+    fn build_unshown(
         script: &Path,
         schemas_dir: Option<&Path>,
         limits: &Limits,
@@ -92,6 +124,7 @@ impl Bundle {
             .any(|f| f.name == "process" && f.params.len() == 1)
         {
             return Err(BundleError::Script {
+                snippet: None,
                 location: format!("{script_name}:1:1"),
                 message: "the script has no `fn process(doc)`".into(),
                 hint: "define `fn process(doc) { ... }`; the host calls it once per document and records what it returns".into(),
@@ -101,9 +134,16 @@ impl Bundle {
         let loaded = resolver.loaded();
         check_schema_names(&script_name, &ast, &schemas)?;
         check_no_captures(&script_name, &ast)?;
-        for (name, module) in &loaded {
-            check_schema_names(name, &module.ast, &schemas)?;
-            check_no_captures(name, &module.ast)?;
+        for (_, module) in &loaded {
+            check_schema_names(&module.shown, &module.ast, &schemas)?;
+            check_no_captures(&module.shown, &module.ast)?;
+        }
+
+        // The text of every file, by the name positions use, for error snippets.
+        let mut sources: BTreeMap<String, Arc<str>> = BTreeMap::new();
+        sources.insert(script_name.clone(), Arc::from(text.as_str()));
+        for (_, module) in &loaded {
+            sources.insert(module.shown.clone(), Arc::from(module.text.as_str()));
         }
 
         // Every file and its content hash; the version hashes them all together.
@@ -141,8 +181,24 @@ impl Bundle {
             version,
             script_name,
             files,
+            sources,
             limits: limits.clone(),
         })
+    }
+}
+
+/// The text of a file named in an error position while building: an embedded standard
+/// module (`<stdlib>/NAME.rhai`) or a file on disk (the one just read).
+fn source_text(file: &str) -> Option<String> {
+    match file
+        .strip_prefix("<stdlib>/")
+        .and_then(|f| f.strip_suffix(".rhai"))
+    {
+        Some(name) => STDLIB
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| (*text).to_owned()),
+        None => std::fs::read_to_string(file).ok(),
     }
 }
 
@@ -166,6 +222,7 @@ fn check_no_captures(file: &str, ast: &AST) -> Result<(), BundleError> {
     match problem {
         None => Ok(()),
         Some((name, pos)) => Err(BundleError::Script {
+            snippet: None,
             location: format!("{file}:{}:{}", pos.line().unwrap_or(0), pos.position().unwrap_or(0)),
             message: format!("a closure captures the local variable `{name}`"),
             hint: format!("closures may read constants but not capture local variables (a closure stored in a map it captures would keep every document's data alive); pass the value in instead, e.g. `Fn(\"name\").curry({name})` with `fn name({name}, x) {{ ... }}`"),
@@ -212,6 +269,7 @@ fn check_schema_names(file: &str, ast: &AST, schemas: &SchemaRegistry) -> Result
         for (name, pos) in literals.into_iter() {
             if let Err(e) = schemas.named(&name) {
                 problem = Some(BundleError::Script {
+                    snippet: None,
                     location: location(file, pos),
                     message: format!("unknown schema `{name}` in {}()", call.name),
                     hint: e
@@ -240,6 +298,7 @@ fn location(file: &str, pos: Position) -> String {
 fn script_error(script: &str, err: &EvalAltResult) -> BundleError {
     match err {
         EvalAltResult::ErrorParsing(kind, pos) => BundleError::Script {
+            snippet: None,
             location: location(script, *pos),
             message: format!("syntax error: {kind}"),
             hint: parse_hint(kind),
@@ -249,17 +308,20 @@ fn script_error(script: &str, err: &EvalAltResult) -> BundleError {
                 script_error(name, inner)
             }
             EvalAltResult::ErrorRuntime(message, _) if message.to_string().starts_with("import cycle") => BundleError::Script {
+                snippet: None,
                 location: location(name, *pos),
                 message: message.to_string(),
                 hint: "modules may not import each other in a circle; move what they share into a third module".into(),
             },
             other => BundleError::Script {
+                snippet: None,
                 location: location(script, *pos),
                 message: format!("module `{name}` failed to load: {other}"),
                 hint: "a module's top level runs when it is imported; keep it to constants and functions".into(),
             },
         },
         EvalAltResult::ErrorModuleNotFound(name, pos) => BundleError::Script {
+            snippet: None,
             location: location(script, *pos),
             message: format!("cannot find module `{name}`"),
             hint: format!(
@@ -268,6 +330,7 @@ fn script_error(script: &str, err: &EvalAltResult) -> BundleError {
             ),
         },
         other => BundleError::Script {
+            snippet: None,
             location: location(script, other.position()),
             message: other.to_string(),
             hint: "fix the script at this position".into(),
@@ -330,6 +393,8 @@ fn parse_hint(kind: &ParseErrorType) -> String {
 
 /// A module read while building a bundle.
 struct Loaded {
+    /// The name positions use: the file as found, or `<stdlib>/NAME.rhai`.
+    shown: String,
     /// `None` for an embedded standard-library module.
     path: Option<PathBuf>,
     text: String,
@@ -435,6 +500,7 @@ impl Resolver {
         ast.set_source(shown.as_str());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;
         let loaded = Arc::new(Loaded {
+            shown: shown.clone(),
             path: file,
             text,
             ast,

@@ -13,6 +13,7 @@
 //! | turn files, directories and JSONL into documents   | [`documents`]             |
 //! | read PDFs and e-mails (with attachments)           | [`extract`]               |
 //! | compile a script + imports + schemas as one version | [`bundle`]               |
+//! | show an error's line of script with a caret        | [`snippet`]               |
 //! | the Rhai engine and `local` / `cloud` / `validate` | [`host`]                  |
 //! | find, compile and check JSON Schemas               | [`schemas`]               |
 //! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
@@ -44,6 +45,7 @@ pub mod report;
 pub mod runner;
 pub mod schemas;
 pub mod sink;
+pub mod snippet;
 pub mod watch;
 
 /// Counts each thread's memory, for the per-document budget (`host::budget`).

@@ -33,6 +33,9 @@ pub struct RecordError {
     /// `file:line:col` in the script, when the failure has a position.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,
+    /// That line of the script with a caret under the column (see `snippet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 /// One `local()` / `cloud()` call.

@@ -261,6 +261,7 @@ fn failed_record(id: &str, source: String, version: &str, kind: &str, message: S
         ok: false,
         result: None,
         error: Some(RecordError {
+            snippet: None,
             kind: kind.into(),
             message,
             position: None,

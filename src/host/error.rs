@@ -110,6 +110,7 @@ pub fn classify(err: &EvalAltResult, script: &str) -> RecordError {
         other => ("script".into(), other.to_string()),
     };
     RecordError {
+        snippet: None,
         kind,
         message,
         position,

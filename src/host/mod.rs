@@ -211,13 +211,18 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
             Err((kind, message)) => (
                 None,
                 Some(RecordError {
+                    snippet: None,
                     kind: kind.into(),
                     message,
                     position: None,
                 }),
             ),
         },
-        Err(err) => (None, Some(error::classify(&err, &bundle.script_name))),
+        Err(err) => {
+            let mut e = error::classify(&err, &bundle.script_name);
+            e.snippet = e.position.as_deref().and_then(|p| bundle.snippet(p));
+            (None, Some(e))
+        }
     };
     if let Some(e) = &error {
         tracing::warn!(doc = %doc.id, kind = %e.kind, position = e.position.as_deref().unwrap_or("-"), "document failed: {}", e.message);

@@ -229,6 +229,46 @@ fn check_reports_syntax_errors_with_file_line_col_and_hint() {
     let err = done.stderr();
     assert!(err.contains("scripts/bad.rhai:2:"), "{err}");
     assert!(err.contains("hint:"), "{err}");
+    // The offending line, with a caret under the column the position names.
+    let col: usize = err
+        .split("scripts/bad.rhai:2:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "2 |     let x = (1 + ;")
+        .unwrap_or_else(|| panic!("no source line in:\n{err}"));
+    assert_eq!(
+        lines[at + 1].find('^'),
+        Some("2 | ".len() + col - 1),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_document_carries_its_line_of_script() {
+    let p = Project::new();
+    p.write(
+        "scripts/div.rhai",
+        "fn process(doc) {\n    let n = doc.text.len();\n    n / 0\n}\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/div.rhai", "-"])
+        .stdin("{\"id\": \"a\", \"text\": \"x\"}\n")
+        .output()
+        .expect_code(2);
+    let error = &done.record("a")["error"];
+    assert_eq!(
+        error["position"], "scripts/div.rhai:3:7",
+        "machine-readable: {error}"
+    );
+    let snippet = error["snippet"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{error}"));
+    assert_eq!(snippet, "  |\n3 |     n / 0\n  |       ^", "{error}");
 }
 
 #[test]

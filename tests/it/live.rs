@@ -77,6 +77,8 @@ fn rule_edits_are_picked_up_broken_ones_rejected_and_fixes_taken() {
     let log = running.log();
     assert!(log.contains("scripts/s.rhai:5:1: syntax error"), "{log}");
     assert!(log.contains("hint:"), "{log}");
+    // With the line it is about (here the end of the file, after the last line).
+    assert!(log.contains("4 | }"), "{log}");
     p.write("inbox/c.txt", "third");
     let c = record_for(&p, "inbox/c.txt");
     assert_eq!(c["ok"], true);
