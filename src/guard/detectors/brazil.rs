@@ -1,8 +1,18 @@
 //! Brazil: the CPF (people) and the CNPJ (companies), each with two mod-11 check digits.
+//!
+//! From July 2026 the Receita Federal also issues alphanumeric CNPJs: twelve characters from
+//! `0-9A-Z`, then two check digits, computed as before with each character worth its ASCII
+//! code minus 48 (`A` is 17). The punctuated layout (`12.ABC.345/01DE-35`) is taken anywhere;
+//! fourteen bare characters with letters in them only after a `CNPJ` keyword, since product
+//! codes and references look the same.
 
-use super::numbers::{all_same, find_numbers};
+use super::keywords::Keywords;
+use super::numbers::{all_same, find_numbers, find_shaped};
 use super::text::Text;
 use super::{Finding, Kind};
+
+/// At most this many chars between `CNPJ` and a bare alphanumeric CNPJ.
+const CNPJ_KEYWORD_GAP: usize = 12;
 
 pub(super) fn find_cpfs(text: &Text, found: &mut Vec<Finding>) {
     let shapes = ["ddd.ddd.ddd-dd", "ddddddddd-dd", "ddddddddddd"];
@@ -10,8 +20,23 @@ pub(super) fn find_cpfs(text: &Text, found: &mut Vec<Finding>) {
 }
 
 pub(super) fn find_cnpjs(text: &Text, found: &mut Vec<Finding>) {
-    let shapes = ["dd.ddd.ddd/dddd-dd", "dddddddddddddd"];
-    find_numbers(text, Kind::CnpjBr, &shapes, cnpj_is_valid, found);
+    let shapes = ["xx.xxx.xxx/xxxx-dd", "xxxxxxxxxxxxdd"];
+    let keywords = Keywords::find(text, &["cnpj"], CNPJ_KEYWORD_GAP);
+    find_shaped(text, Kind::CnpjBr, &shapes, found, |start, end, chars| {
+        let punctuated = end - start == shapes[0].len();
+        let numeric = chars.iter().all(char::is_ascii_digit);
+        (numeric || punctuated || keywords.precede(start)) && cnpj_chars_are_valid(chars)
+    });
+}
+
+/// A CNPJ's value of one of its characters: `0-9` are 0-9, `A-Z` are 17-42.
+fn cnpj_value(c: char) -> u8 {
+    c as u8 - b'0'
+}
+
+pub(super) fn cnpj_chars_are_valid(chars: &[char]) -> bool {
+    let values: Vec<u8> = chars.iter().map(|&c| cnpj_value(c)).collect();
+    cnpj_is_valid(&values)
 }
 
 /// One Brazilian mod-11 check digit over `digits` with `weights`.
@@ -35,10 +60,14 @@ pub(super) fn cpf_is_valid(digits: &[u8]) -> bool {
         && brazil_check_digit(&digits[..10], &[11, 10, 9, 8, 7, 6, 5, 4, 3, 2]) == digits[10]
 }
 
-fn cnpj_is_valid(digits: &[u8]) -> bool {
-    !all_same(digits)
-        && brazil_check_digit(&digits[..12], &[5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]) == digits[12]
-        && brazil_check_digit(&digits[..13], &[6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]) == digits[13]
+/// `values` are the fourteen characters' values (digits for a numeric CNPJ); the last two are
+/// the check digits.
+fn cnpj_is_valid(values: &[u8]) -> bool {
+    !all_same(values)
+        && values[12] < 10
+        && values[13] < 10
+        && brazil_check_digit(&values[..12], &[5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]) == values[12]
+        && brazil_check_digit(&values[..13], &[6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]) == values[13]
 }
 
 #[cfg(test)]
@@ -108,6 +137,31 @@ mod tests {
             found("Petrobras 33.000.167/0001-01"),
             vec![(Kind::CnpjBr, "33.000.167/0001-01")]
         );
+    }
+
+    #[test]
+    fn finds_alphanumeric_cnpjs() {
+        // The Receita Federal's own example: 12.ABC.345/01DE-35.
+        assert!(cnpj_chars_are_valid(
+            &"12ABC34501DE35".chars().collect::<Vec<_>>()
+        ));
+        assert_eq!(
+            found("CNPJ 12.ABC.345/01DE-35"),
+            vec![(Kind::CnpjBr, "12.ABC.345/01DE-35")]
+        );
+        assert_eq!(
+            found("fornecedor 12.abc.345/01de-35 ativo"),
+            vec![(Kind::CnpjBr, "12.abc.345/01de-35")]
+        );
+        assert_eq!(
+            found("CNPJ: 12ABC34501DE35"),
+            vec![(Kind::CnpjBr, "12ABC34501DE35")]
+        );
+        // Bare, with letters, and no keyword: a product code as far as anyone can tell.
+        assert!(!has_kind("ref 12ABC34501DE35", Kind::CnpjBr));
+        // A wrong check digit, or a letter where the check digits go.
+        assert!(found("CNPJ 12.ABC.345/01DE-36").is_empty());
+        assert!(found("CNPJ 12.ABC.345/01DE-3A").is_empty());
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(super) fn find_ruts(text: &Text, found: &mut Vec<Finding>) {
 
 /// The body's digits, weighted 2, 3, 4, 5, 6, 7, 2, 3… from the right; the check digit is
 /// 11 minus the sum modulo 11, written 0 for 11 and K for 10.
-fn rut_is_valid(chars: &[char]) -> bool {
+pub(super) fn rut_is_valid(chars: &[char]) -> bool {
     let (body, check) = chars.split_at(chars.len() - 1);
     if !body.iter().all(char::is_ascii_digit) {
         return false;

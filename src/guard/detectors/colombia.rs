@@ -17,7 +17,7 @@ pub(super) fn find_nits(text: &Text, found: &mut Vec<Finding>) {
 }
 
 /// Colombian NIT, nine digits then the DIAN check digit.
-fn nit_is_valid(digits: &[u8]) -> bool {
+pub(super) fn nit_is_valid(digits: &[u8]) -> bool {
     let (body, check) = digits.split_at(digits.len() - 1);
     !all_same(body) && nit_check_digit(body) == check[0]
 }

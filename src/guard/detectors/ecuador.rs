@@ -51,7 +51,7 @@ fn province_is_known(digits: &[u8]) -> bool {
 /// A known province, a third digit of 0–6 (6 for some foreigners), and the check digit: the
 /// first nine digits weighted 2, 1, 2, 1…, each product over 9 less 9, and the sum's
 /// complement to the next ten.
-fn cedula_is_valid(digits: &[u8]) -> bool {
+pub(super) fn cedula_is_valid(digits: &[u8]) -> bool {
     if !province_is_known(digits) || digits[2] > 6 {
         return false;
     }
@@ -73,7 +73,7 @@ fn cedula_is_valid(digits: &[u8]) -> bool {
 /// The third digit says who holds the RUC: below 6 a person (their cédula, then 001), 9 a
 /// private company (mod-11 check digit tenth, then 001), 6 a public body (mod-11 check digit
 /// ninth, then 0001) or a person whose cédula has a 6 there.
-fn ruc_is_valid(digits: &[u8]) -> bool {
+pub(super) fn ruc_is_valid(digits: &[u8]) -> bool {
     if !province_is_known(digits) {
         return false;
     }

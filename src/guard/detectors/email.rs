@@ -249,6 +249,33 @@ mod tests {
         }
     }
 
+    /// Why this detector is ours and not a kept crate's: a link finder (`linkify`) finds
+    /// the plain addresses, but none of the spellings people use to dodge scrapers, which
+    /// are exactly the ones a payload must not carry out unnoticed.
+    #[test]
+    fn a_kept_link_finder_misses_what_this_detector_exists_for() {
+        use linkify::{LinkFinder, LinkKind};
+        let mut finder = LinkFinder::new();
+        finder.kinds(&[LinkKind::Email]);
+        let plain = "Escribir a ana.perez@empresa.com.co hoy.";
+        assert_eq!(finder.links(plain).count(), 1);
+        assert_eq!(
+            found(plain),
+            vec![(Kind::Email, "ana.perez@empresa.com.co")]
+        );
+        for email in [
+            "ana＠dataandes.co",
+            "ana @ dataandes.co",
+            "ana [at] dataandes [dot] co",
+            "ana(at)dataandes(dot)co",
+            "ana arroba dataandes punto co",
+        ] {
+            let text = format!("Escribir a {email} hoy.");
+            assert_eq!(finder.links(&text).count(), 0, "linkify found {text:?}");
+            assert_eq!(found(&text), vec![(Kind::Email, email)], "{text:?}");
+        }
+    }
+
     #[test]
     fn leaves_prose_that_spells_at_and_dot() {
         for text in [

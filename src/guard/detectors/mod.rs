@@ -17,6 +17,8 @@ mod money;
 mod numbers;
 mod peru;
 mod phone;
+#[cfg(test)]
+mod properties;
 mod spain;
 #[cfg(test)]
 mod testing;

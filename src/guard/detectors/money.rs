@@ -64,7 +64,7 @@ fn is_card_grouping(lengths: &[usize]) -> bool {
 }
 
 /// Luhn-valid, with the prefix and length of a card network we know.
-fn card_is_valid(digits: &[u8]) -> bool {
+pub(super) fn card_is_valid(digits: &[u8]) -> bool {
     let prefix = |count: usize| {
         digits[..count]
             .iter()
@@ -145,56 +145,30 @@ pub(super) fn find_ibans(text: &Text, found: &mut Vec<Finding>) {
         }
         let lower_case = text.at(index).is_some_and(|c| c.is_ascii_lowercase())
             || text.at(index + 1).is_some_and(|c| c.is_ascii_lowercase());
-        let lengths: Vec<usize> = match iban_length(&chars[..2]) {
-            Some(length) => vec![length],
-            None if lower_case => continue,
-            None => (15..=34).rev().collect(),
-        };
-        for length in lengths {
-            if length <= chars.len()
-                && text.word_ends(ends[length - 1])
-                && iban_is_valid(&chars[..length])
-            {
-                found.push(text.finding(Kind::Iban, index, ends[length - 1]));
-                break;
-            }
+        // The longest run that is an IBAN: one of a registered country, of its length and
+        // layout, or (upper case only) a well-formed one of a country not in the registry.
+        let longest = (15..=chars.len()).rev().find(|&length| {
+            text.word_ends(ends[length - 1]) && iban_kind(&chars[..length], lower_case)
+        });
+        if let Some(length) = longest {
+            found.push(text.finding(Kind::Iban, index, ends[length - 1]));
         }
     }
 }
 
-/// The IBAN length of a country, from the SWIFT registry; `None` for countries not listed.
-fn iban_length(country: &[u8]) -> Option<usize> {
-    #[rustfmt::skip]
-    const LENGTHS: &[(&[u8; 2], usize)] = &[
-        (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
-        (b"BG", 22), (b"BH", 22), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22), (b"CY", 28),
-        (b"CZ", 24), (b"DE", 22), (b"DK", 18), (b"DO", 28), (b"EE", 20), (b"EG", 29), (b"ES", 24),
-        (b"FI", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22), (b"GE", 22), (b"GI", 23), (b"GL", 18),
-        (b"GR", 27), (b"GT", 28), (b"HR", 21), (b"HU", 28), (b"IE", 22), (b"IL", 23), (b"IQ", 23),
-        (b"IS", 26), (b"IT", 27), (b"JO", 30), (b"KW", 30), (b"KZ", 20), (b"LB", 28), (b"LC", 32),
-        (b"LI", 21), (b"LT", 20), (b"LU", 20), (b"LV", 21), (b"MC", 27), (b"MD", 24), (b"ME", 22),
-        (b"MK", 19), (b"MR", 27), (b"MT", 31), (b"MU", 30), (b"NL", 18), (b"NO", 15), (b"PK", 24),
-        (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"SA", 24),
-        (b"SC", 31), (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27), (b"ST", 25), (b"SV", 28),
-        (b"TL", 23), (b"TN", 24), (b"TR", 26), (b"UA", 29), (b"VA", 22), (b"VG", 24), (b"XK", 20),
-    ];
-    LENGTHS
-        .iter()
-        .find(|(code, _)| code[..] == *country)
-        .map(|&(_, length)| length)
-}
-
-/// ISO 13616: move the first four chars to the end, read letters as 10–35, and the number
-/// must leave 1 modulo 97.
-fn iban_is_valid(iban: &[u8]) -> bool {
-    let remainder = iban[4..]
-        .iter()
-        .chain(&iban[..4])
-        .fold(0u32, |remainder, &c| match c {
-            b'0'..=b'9' => (remainder * 10 + u32::from(c - b'0')) % 97,
-            _ => (remainder * 100 + u32::from(c - b'A') + 10) % 97,
-        });
-    remainder == 1
+/// Whether `chars` (upper case, no spaces) are an IBAN, by the `iban_validate` registry
+/// (country, length, BBAN layout, ISO 13616 check digits). An unregistered country code
+/// with valid check digits counts too unless the text wrote it in lower case, where words
+/// like "es12 ..." are more likely than an IBAN from a country that joined yesterday.
+pub(super) fn iban_kind(chars: &[u8], lower_case: bool) -> bool {
+    let Ok(candidate) = std::str::from_utf8(chars) else {
+        return false;
+    };
+    match candidate.parse::<iban::Iban>() {
+        Ok(_) => true,
+        Err(iban::ParseIbanError::UnknownCountry(_)) => !lower_case,
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

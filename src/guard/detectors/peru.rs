@@ -35,7 +35,7 @@ pub(super) fn find_rucs(text: &Text, found: &mut Vec<Finding>) {
 
 /// A known type prefix, then the check digit: 11 minus the weighted sum (5, 4, 3, 2, 7, 6, 5,
 /// 4, 3, 2) modulo 11, written 0 for 10 and 1 for 11.
-fn ruc_is_valid(digits: &[u8]) -> bool {
+pub(super) fn ruc_is_valid(digits: &[u8]) -> bool {
     const WEIGHTS: [u32; 10] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
     let prefix = digits[0] * 10 + digits[1];
     if ![10, 15, 16, 17, 20].contains(&prefix) {

@@ -49,6 +49,8 @@ struct DigitGroup {
     digits: usize,
     /// The value of its first digit.
     first_digit: u8,
+    /// How many of its digits are leading zeros.
+    leading_zeros: usize,
     /// The `-` or `.` between this group and the previous one, if any.
     joined_by: Option<char>,
     /// Only spaces (or nothing, after a `)`) between this group and the previous one.
@@ -188,11 +190,15 @@ fn read_digit_groups(text: &Text, mut index: usize) -> Vec<DigitGroup> {
             }
             index += 1;
         }
+        let first = index - digits - usize::from(opened);
         groups.push(DigitGroup {
             start,
             end: index,
             digits,
-            first_digit: text.digit(index - digits - usize::from(opened)),
+            first_digit: text.digit(first),
+            leading_zeros: (first..first + digits)
+                .take_while(|&i| text.digit(i) == 0)
+                .count(),
             joined_by,
             after_space,
         });
@@ -280,7 +286,20 @@ fn is_phone(groups: &[DigitGroup], has_plus: bool, context: Context) -> bool {
         || groups
             .windows(2)
             .any(|pair| pair[0].digits >= 6 && pair[1].joined_by.is_some());
-    enough_digits && !thousands && !decimal && !date && !identifier_layout
+    // 2026-000123, 4500-001234: no numbering plan starts a number's later part with "00" (the
+    // international prefix); an order or file number does.
+    let zero_padded = groups[1..].iter().any(|group| group.leading_zeros >= 2);
+    // 7701234567890: twelve or more bare digits are a barcode or account unless they open with
+    // a country code of Spain (34) or Latin America (5x): 573012345678, 5491123456789.
+    let bare_long =
+        !has_plus && groups.len() == 1 && digits >= 12 && !matches!(groups[0].first_digit, 3 | 5);
+    enough_digits
+        && !thousands
+        && !decimal
+        && !date
+        && !identifier_layout
+        && !zero_padded
+        && !bare_long
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ fn control_letter(number: u32) -> char {
 }
 
 /// Eight digits and their control letter.
-fn dni_is_valid(chars: &[char]) -> bool {
+pub(super) fn dni_is_valid(chars: &[char]) -> bool {
     let number = chars[..8]
         .iter()
         .fold(0u32, |n, &c| n * 10 + u32::from(digit_value(c)));
@@ -49,7 +49,7 @@ fn dni_is_valid(chars: &[char]) -> bool {
 }
 
 /// X, Y or Z (read as 0, 1, 2 in front of the digits), seven digits and the control letter.
-fn nie_is_valid(chars: &[char]) -> bool {
+pub(super) fn nie_is_valid(chars: &[char]) -> bool {
     let Some(prefix) = "XYZ".find(chars[0]) else {
         return false;
     };
@@ -64,7 +64,7 @@ fn nie_is_valid(chars: &[char]) -> bool {
 /// letter at that place in `JABCDEFGHI`. Companies (A, B, E, H) use the digit; public bodies,
 /// churches and branches of foreign companies (P, Q, R, S, W) and numbers starting `00`
 /// (non-residents) use the letter; the others may use either.
-fn cif_is_valid(chars: &[char]) -> bool {
+pub(super) fn cif_is_valid(chars: &[char]) -> bool {
     const ENTITIES: &str = "ABCDEFGHJNPQRSUVW";
     let entity = chars[0];
     if !ENTITIES.contains(entity) {
