@@ -81,6 +81,13 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write Rhai definition files (`.d.rhai`) for the host functions and `hybrid/*`, for
+    /// the Rhai language server: completion and docs for local(), cloud() and the rest.
+    Defs {
+        /// Folder to write them into (created if missing).
+        #[arg(default_value = "defs")]
+        dir: PathBuf,
+    },
     /// Write the man pages (`hybrid.1` and one per subcommand) into DIR, or print `hybrid.1`.
     Man {
         /// Folder to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
@@ -326,6 +333,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => man(dir),
+        Command::Defs { dir } => {
+            let written = crate::defs::write(&dir)?;
+            if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "{} definition files written to {} (see the README's \"Editor support\")",
+                    written.len(),
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

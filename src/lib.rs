@@ -15,6 +15,7 @@
 //! | compile a script + imports + schemas as one version | [`bundle`]               |
 //! | show an error's line of script with a caret        | [`snippet`]               |
 //! | the Rhai engine and `local` / `cloud` / `validate` | [`host`]                  |
+//! | definition files for editors (`hybrid defs`)       | [`defs`]                  |
 //! | find, compile and check JSON Schemas               | [`schemas`]               |
 //! | talk to models (OpenAI wire format, mistral.rs)    | [`models`]                |
 //! | run many documents and write result records        | [`runner`], [`record`]    |
@@ -32,6 +33,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod defs;
 pub mod documents;
 pub mod extract;
 pub mod guard;

@@ -11,22 +11,34 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 pub fn register(engine: &mut Engine, max_depth: usize) {
     let eq =
         move |ctx: &NativeCallContext, a: Dynamic, b: Dynamic| equal(ctx, &a, &b, 1, max_depth);
-    engine.register_fn(
-        "==",
+    // Typed for the definition files: the inferred return type is the `Result` itself.
+    let op = |name: &str, ty: &str| {
+        rhai::FuncRegistration::new(name).with_params_info([
+            format!("a: {ty}"),
+            format!("b: {ty}"),
+            "bool".into(),
+        ])
+    };
+    op("==", "Array").register_into_engine(
+        engine,
         move |ctx: NativeCallContext, a: &mut Array, b: Array| eq(&ctx, a.clone().into(), b.into()),
     );
-    engine.register_fn(
-        "!=",
+    op("!=", "Array").register_into_engine(
+        engine,
         move |ctx: NativeCallContext, a: &mut Array, b: Array| {
             eq(&ctx, a.clone().into(), b.into()).map(|e| !e)
         },
     );
-    engine.register_fn("==", move |ctx: NativeCallContext, a: &mut Map, b: Map| {
-        eq(&ctx, a.clone().into(), b.into())
-    });
-    engine.register_fn("!=", move |ctx: NativeCallContext, a: &mut Map, b: Map| {
-        eq(&ctx, a.clone().into(), b.into()).map(|e| !e)
-    });
+    op("==", "Map").register_into_engine(
+        engine,
+        move |ctx: NativeCallContext, a: &mut Map, b: Map| eq(&ctx, a.clone().into(), b.into()),
+    );
+    op("!=", "Map").register_into_engine(
+        engine,
+        move |ctx: NativeCallContext, a: &mut Map, b: Map| {
+            eq(&ctx, a.clone().into(), b.into()).map(|e| !e)
+        },
+    );
 }
 
 fn equal(

@@ -14,8 +14,11 @@ use super::error::host_error;
 use super::DocContext;
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn(
-        "emit",
+    rhai::FuncRegistration::new("emit")
+        .with_params_info(["stream: &str", "value: ?", "()"])
+        .with_comments(["/// Append `value` as one JSON line to `STREAM.jsonl` beside the results (`--emit-dir`):\n/// a review queue, a fine-tuning export. Each line carries `_doc` and `_version`.\n///\n/// ```rhai\n/// emit(\"review_queue\", #{ id: doc.id, local: pair.local, cloud: pair.cloud });\n/// ```"])
+        .register_into_engine(
+        engine,
         |ctx: NativeCallContext,
          stream: &str,
          value: Dynamic|

@@ -1,13 +1,20 @@
 //! `sampled(key, rate)`: a deterministic sample. The same key is always in or always out, so
 //! reruns (and restarts) sample the same documents; over many keys the share is `rate`.
 
-use rhai::{Engine, FLOAT};
+use rhai::{Engine, FuncRegistration, FLOAT};
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("sampled", |key: &str, rate: FLOAT| unit(key) < rate);
-    engine.register_fn("sampled", |key: &str, rate: rhai::INT| {
-        unit(key) < rate as FLOAT
-    });
+    const COMMENT: &str = "/// A deterministic sample: whether `key` is in a sample of share `rate` (0 to 1). The\n/// same key is always in or always out, so reruns sample the same documents.\n///\n/// ```rhai\n/// if sampled(doc.id, 0.18) { /* also ask the cloud */ }\n/// ```";
+    FuncRegistration::new("sampled")
+        .with_params_info(["key: &str", "rate: f64", "bool"])
+        .with_comments([COMMENT])
+        .register_into_engine(engine, |key: &str, rate: FLOAT| unit(key) < rate);
+    FuncRegistration::new("sampled")
+        .with_params_info(["key: &str", "rate: i64", "bool"])
+        .with_comments([COMMENT])
+        .register_into_engine(engine, |key: &str, rate: rhai::INT| {
+            unit(key) < rate as FLOAT
+        });
 }
 
 /// `key` mapped to [0, 1) by FNV-1a (64 bit), stable across runs, machines and versions.

@@ -5,10 +5,20 @@
 use rhai::{Engine, ImmutableString};
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("text_excerpt", |s: ImmutableString, max_chars: i64| {
-        excerpt(&s, max_chars)
-    });
-    engine.register_fn("text_word_count", |s: &str| word_count(s) as i64);
+    rhai::FuncRegistration::new("text_excerpt")
+        .with_params_info(["text: &str", "max_chars: i64", "String"])
+        .with_comments([
+            "/// The host side of `hybrid/text`'s `excerpt`: use `text::excerpt(text, max_chars)`.",
+        ])
+        .register_into_engine(engine, |s: ImmutableString, max_chars: i64| {
+            excerpt(&s, max_chars)
+        });
+    rhai::FuncRegistration::new("text_word_count")
+        .with_params_info(["text: &str", "i64"])
+        .with_comments([
+            "/// The host side of `hybrid/text`'s `word_count`: use `text::word_count(text)`.",
+        ])
+        .register_into_engine(engine, |s: &str| word_count(s) as i64);
 }
 
 /// The first `max_chars` characters of `s`, cut back to the last space in their second half

@@ -2,13 +2,16 @@
 //! returns `#{ valid, errors: [#{ path, message }] }`, so scripts can route on the result
 //! instead of failing.
 
-use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Engine, FuncRegistration, Map, NativeCallContext};
 use serde_json::Value;
 
 use super::DocContext;
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("validate", validate);
+    FuncRegistration::new("validate")
+        .with_params_info(["value: ?", "schema: ?", "Map"])
+        .with_comments(["/// Check any value against a schema (a name in `schemas/` or an inline map). Returns\n/// `#{ valid, errors: [#{ path, message }] }`, so a script can route on the result\n/// instead of failing.\n///\n/// ```rhai\n/// if !validate(answer, \"contract_risk\").valid { return #{ decision: \"human_review\" }; }\n/// ```"])
+        .register_into_engine(engine, validate);
 }
 
 fn validate(

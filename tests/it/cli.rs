@@ -700,3 +700,58 @@ fn log_lines_never_share_a_row_with_the_progress_line() {
     }
     assert_eq!(logs, 40, "{shown:?}");
 }
+
+#[test]
+fn defs_document_every_host_function_and_standard_module() {
+    let p = Project::new();
+    p.hybrid(&["defs", "editor/defs"]).output().expect_code(0);
+    let host = std::fs::read_to_string(p.path("editor/defs/__static__.d.rhai")).unwrap();
+    assert!(host.starts_with("module static;"), "{host}");
+    for f in ["local", "cloud", "validate", "both", "sampled", "emit"] {
+        let at = host
+            .find(&format!("fn {f}("))
+            .unwrap_or_else(|| panic!("no `{f}` in:\n{host}"));
+        // Each comes with its doc comment right above it.
+        let before = host[..at].trim_end();
+        assert!(before.ends_with("```"), "`{f}` has no doc comment:\n{host}");
+    }
+    assert!(
+        std::fs::read_to_string(p.path("editor/defs/__builtin__.d.rhai"))
+            .unwrap()
+            .contains("fn ")
+    );
+    for (module, function) in [
+        ("route", "reasons"),
+        ("merge", "compare"),
+        ("text", "excerpt"),
+        ("finetune", "chat"),
+    ] {
+        let defs = std::fs::read_to_string(p.path(&format!("editor/defs/hybrid/{module}.d.rhai")))
+            .unwrap();
+        assert!(
+            defs.contains(&format!("module \"hybrid/{module}\";")),
+            "{defs}"
+        );
+        assert!(defs.contains(&format!("fn {function}(")), "{defs}");
+        assert!(defs.contains("/// "), "{defs}");
+    }
+}
+
+#[test]
+fn functions_read_rules_as_plain_constants_or_through_global() {
+    // `global::NAME` is what editors' Rhai tooling understands; the plain name is what the
+    // host's constant resolver adds. Both read the same rule.
+    let p = Project::new();
+    p.write(
+        "scripts/c.rhai",
+        "const LIMIT = 3;\nfn process(doc) { #{ plain: LIMIT, global: global::LIMIT } }\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/c.rhai", "-"])
+        .stdin("{\"id\": \"a\", \"text\": \"x\"}\n")
+        .output()
+        .expect_code(0);
+    let r = done.record("a");
+    assert_eq!(r["result"]["plain"], 3, "{r}");
+    assert_eq!(r["result"]["global"], 3, "{r}");
+}
