@@ -139,9 +139,23 @@ struct Done {
 /// The record of what was processed, append-only JSONL beside the output.
 pub struct StateFile {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    /// The append handle, the lines written to the file since it was last compacted, and the
+    /// latest line per file (what a compaction keeps).
+    file: Mutex<Appending>,
     done: Mutex<HashMap<PathBuf, Stamp>>,
 }
+
+struct Appending {
+    file: std::fs::File,
+    lines: usize,
+    latest: HashMap<PathBuf, String>,
+    /// Lines the last compaction kept.
+    kept: usize,
+}
+
+/// A running host compacts its state file once it holds more than twice the lines it needs
+/// plus this many: the file stays bounded by the inbox's size, not by its history.
+const COMPACT_SLACK: usize = 1000;
 
 impl StateFile {
     pub fn open(path: &Path) -> Result<StateFile, InboxError> {
@@ -188,7 +202,12 @@ impl StateFile {
             .map_err(err)?;
         Ok(StateFile {
             path: path.to_owned(),
-            file: Mutex::new(file),
+            file: Mutex::new(Appending {
+                file,
+                lines: latest.len(),
+                kept: latest.len(),
+                latest,
+            }),
             done: Mutex::new(done),
         })
     }
@@ -215,16 +234,54 @@ impl StateFile {
             ok: record.ok,
             at: crate::audit::now(),
         };
-        let mut text = serde_json::to_string(&line).unwrap_or_default();
-        text.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(text.as_bytes()).and_then(|_| file.flush()) {
+        let text = serde_json::to_string(&line).unwrap_or_default();
+        let mut appending = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let written = appending
+            .file
+            .write_all(format!("{text}\n").as_bytes())
+            .and_then(|_| appending.file.flush());
+        if let Err(e) = written {
             tracing::error!(state = %self.path.display(), "cannot record progress: {e}");
+        }
+        appending.lines += 1;
+        appending.latest.insert(path.to_owned(), text);
+        if appending.lines > 2 * appending.kept + COMPACT_SLACK {
+            self.compact_running(&mut appending);
         }
         self.done
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(path.to_owned(), stamp);
+    }
+}
+
+impl StateFile {
+    /// Keeps the latest line of each file still in the inbox, and appends to the new file.
+    fn compact_running(&self, appending: &mut Appending) {
+        appending.latest.retain(|file, _| file.exists());
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|file, _| file.exists());
+        let reopened = compact(&self.path, appending.latest.values()).and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        });
+        match reopened {
+            Ok(file) => {
+                tracing::debug!(state = %self.path.display(), lines = appending.lines, kept = appending.latest.len(), "state file compacted");
+                appending.file = file;
+                appending.lines = appending.latest.len();
+                appending.kept = appending.latest.len();
+            }
+            // The old file is still whole and still appended to; try again after more lines.
+            Err(e) => {
+                tracing::warn!(state = %self.path.display(), "cannot compact the state file: {e}");
+                appending.kept = appending.lines;
+            }
+        }
     }
 }
 
@@ -701,5 +758,50 @@ mod tests {
             }
         ));
         assert_eq!(std::fs::read_to_string(&state).unwrap(), line(&kept, 2));
+    }
+
+    #[test]
+    fn a_running_host_keeps_its_state_file_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("a.txt");
+        std::fs::write(&kept, "x").unwrap();
+        let state_path = dir.path().join("r.state.jsonl");
+        let state = StateFile::open(&state_path).unwrap();
+        let record = crate::runner::failed_record("a", String::new(), "v1", "input", "x".into());
+        // A long-running inbox: thousands of files come and go, one stays.
+        for i in 0..5000u64 {
+            let passing = dir.path().join(format!("gone-{i}.txt"));
+            state.mark(
+                &passing,
+                Stamp {
+                    size: i,
+                    mtime_ns: 1,
+                },
+                &record,
+            );
+            state.mark(
+                &kept,
+                Stamp {
+                    size: i,
+                    mtime_ns: 1,
+                },
+                &record,
+            );
+        }
+        let lines = std::fs::read_to_string(&state_path)
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines <= 2 + 2 * COMPACT_SLACK, "{lines} lines");
+        // What it keeps is still right: the latest stamp of the file still there.
+        drop(state);
+        let reopened = StateFile::open(&state_path).unwrap();
+        assert!(reopened.is_done(
+            &kept,
+            &Stamp {
+                size: 4999,
+                mtime_ns: 1
+            }
+        ));
     }
 }

@@ -254,7 +254,13 @@ fn encode(record: Record, max_bytes: usize) -> (Record, Vec<u8>) {
     (record, line)
 }
 
-fn failed_record(id: &str, source: String, version: &str, kind: &str, message: String) -> Record {
+pub(crate) fn failed_record(
+    id: &str,
+    source: String,
+    version: &str,
+    kind: &str,
+    message: String,
+) -> Record {
     Record {
         id: id.to_owned(),
         source,
