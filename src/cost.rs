@@ -45,6 +45,48 @@ pub const GPT_5_4: Price = Price {
     long_context_output_multiplier: 1.5,
 };
 
+/// GPT-5.4 mini's list prices: $0.75 / M input, $0.075 / M cached input, $4.50 / M output
+/// (400K context, no long-context tier).
+pub const GPT_5_4_MINI: Price = Price {
+    input: 0.75,
+    cached_input: Some(0.075),
+    output: 4.50,
+    long_context_threshold: None,
+    long_context_input_multiplier: 1.0,
+    long_context_output_multiplier: 1.0,
+};
+
+/// GPT-5.4 nano's list prices: $0.20 / M input, $0.02 / M cached input, $1.25 / M output.
+pub const GPT_5_4_NANO: Price = Price {
+    input: 0.20,
+    cached_input: Some(0.02),
+    output: 1.25,
+    long_context_threshold: None,
+    long_context_input_multiplier: 1.0,
+    long_context_output_multiplier: 1.0,
+};
+
+/// The prices shipped with hybrid, by exact model id (OpenAI's pricing page, 2026).
+const BUILT_IN: [(&str, Price); 3] = [
+    ("gpt-5.4", GPT_5_4),
+    ("gpt-5.4-mini", GPT_5_4_MINI),
+    ("gpt-5.4-nano", GPT_5_4_NANO),
+];
+
+/// A dated snapshot's model id without its date: `gpt-5.4-mini-2026-03-17` → `gpt-5.4-mini`.
+fn without_snapshot_date(model: &str) -> Option<&str> {
+    let (base, date) = model.split_at(model.len().checked_sub(11)?);
+    let shaped = date.len() == 11
+        && date.bytes().enumerate().all(|(i, b)| {
+            if matches!(i, 0 | 5 | 8) {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    (shaped && !base.is_empty()).then_some(base)
+}
+
 impl Price {
     /// USD for one call's usage.
     pub fn cost(&self, usage: &Usage) -> f64 {
@@ -144,26 +186,39 @@ pub struct Pricing {
 }
 
 impl Pricing {
-    /// The price for `model`: configured, else the GPT-5.4 defaults for `gpt-5.4*` models.
+    /// The price for `model`: configured under `[prices]`, else shipped; by exact id, or for
+    /// a dated snapshot (`gpt-5.4-2026-03-05`) by the id it snapshots. Never a neighbour's:
+    /// `gpt-5.4-mini` is not `gpt-5.4`, and a model nobody priced has no price.
     pub fn price(&self, model: &str) -> Option<Price> {
-        if let Some(p) = self.prices.get(model) {
-            return Some(*p);
-        }
-        // Dated snapshots (`gpt-5.4-2026-03-05`) price as their family.
-        if let Some((_, p)) = self
-            .prices
-            .iter()
-            .filter(|(k, _)| model.starts_with(k.as_str()))
-            .max_by_key(|(k, _)| k.len())
-        {
-            return Some(*p);
-        }
-        model.starts_with("gpt-5.4").then_some(GPT_5_4)
+        let ids = [Some(model), without_snapshot_date(model)];
+        let ids = ids.iter().flatten();
+        ids.clone()
+            .find_map(|id| self.prices.get(*id).copied())
+            .or_else(|| {
+                ids.clone().find_map(|id| {
+                    BUILT_IN
+                        .iter()
+                        .find(|(known, _)| known == id)
+                        .map(|(_, p)| *p)
+                })
+            })
     }
 
-    /// USD for a cloud call; `None` when the model has no known price.
+    /// USD for a cloud call; `None` when the model has no known price (said once per model).
     pub fn cloud_cost(&self, model: &str, usage: &Usage) -> Option<f64> {
-        self.price(model).map(|p| p.cost(usage))
+        let price = self.price(model);
+        if price.is_none() {
+            static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+                std::sync::Mutex::new(std::collections::BTreeSet::new());
+            if WARNED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(model.to_owned())
+            {
+                tracing::warn!(model, "no price known for `{model}`: its calls' cost is recorded as unknown\nhint: add [prices.\"{model}\"] with input, cached_input and output (USD per million tokens) to hybrid.toml");
+            }
+        }
+        price.map(|p| p.cost(usage))
     }
 }
 
@@ -213,6 +268,27 @@ mod tests {
         let p = Pricing::default();
         assert_eq!(p.price("gpt-5.4-2026-03-05"), Some(GPT_5_4));
         assert_eq!(p.price("some-other-model"), None);
+    }
+
+    #[test]
+    fn models_are_priced_by_exact_id_never_by_a_neighbour() {
+        let mut p = Pricing::default();
+        assert_eq!(p.price("gpt-5.4-mini"), Some(GPT_5_4_MINI));
+        assert_eq!(p.price("gpt-5.4-mini-2026-03-17"), Some(GPT_5_4_MINI));
+        assert_eq!(p.price("gpt-5.4-nano"), Some(GPT_5_4_NANO));
+        // Not a snapshot of gpt-5.4, and nobody priced it.
+        assert_eq!(p.price("gpt-5.4-pro"), None);
+        assert_eq!(p.price("gpt-5.4o"), None);
+        assert_eq!(p.cloud_cost("gpt-5.4-pro", &usage(10, 0, 10)), None);
+        // A configured price wins over the shipped one, and covers its snapshots.
+        let mine = Price {
+            input: 1.0,
+            ..GPT_5_4
+        };
+        p.prices.insert("gpt-5.4".into(), mine);
+        assert_eq!(p.price("gpt-5.4"), Some(mine));
+        assert_eq!(p.price("gpt-5.4-2026-03-05"), Some(mine));
+        assert_eq!(p.price("gpt-5.4-mini"), Some(GPT_5_4_MINI));
     }
 
     #[test]

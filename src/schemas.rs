@@ -89,17 +89,135 @@ impl Schema {
     }
 }
 
-/// OpenAI's strict mode wants, on every object, all properties required and
-/// `additionalProperties: false`.
+/// Whether OpenAI's strict structured-output mode accepts `schema`, by the rules of the
+/// Structured Outputs guide ("Supported schemas" and its limits); the first reason it would not.
+/// A schema that fails here is sent non-strict (with a warning) instead of being refused by the
+/// API with a 400:
+///
+/// - the root is an object schema (`"type": "object"`), not an array or a root `anyOf`;
+/// - every object schema sets `"additionalProperties": false` (property-less ones too) and
+///   lists every property in `required`;
+/// - no `allOf`, `not`, `if`/`then`/`else`, `dependentRequired`, `dependentSchemas`,
+///   `patternProperties`;
+/// - `format` only `date-time`, `time`, `date`, `duration`, `email`, `hostname`, `ipv4`,
+///   `ipv6`, `uuid`;
+/// - at most 10 levels of object nesting, 5,000 object properties in all, 1,000 enum values in
+///   all, 120,000 characters of property names, definition names, enum and const values in
+///   all, and 15,000 characters of values for a string enum of more than 250 values.
+///
+/// Only schema positions are walked (`properties` values, `items`, `anyOf` branches, `$defs`
+/// ...): a property that happens to be named `properties` or `allOf` is not a keyword.
 fn strict_compatible(schema: &Value, at: &str) -> Result<(), String> {
-    let Value::Object(map) = schema else {
+    let root_is_object = schema.get("type") == Some(&Value::String("object".into()))
+        && schema.get("anyOf").is_none();
+    if !root_is_object {
+        return Err(
+            "its root is not an object schema (strict mode wants `\"type\": \"object\"` at the root, not an array or `anyOf`)"
+                .into(),
+        );
+    }
+    let mut totals = Totals::default();
+    check_node(schema, at, 1, &mut totals)?;
+    totals.within_limits()
+}
+
+const STRICT_FORMATS: [&str; 9] = [
+    "date-time",
+    "time",
+    "date",
+    "duration",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "uuid",
+];
+const STRICT_UNSUPPORTED: [&str; 8] = [
+    "allOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "patternProperties",
+];
+
+/// What strict mode limits over a whole schema.
+#[derive(Default)]
+struct Totals {
+    properties: usize,
+    enum_values: usize,
+    chars: usize,
+}
+
+impl Totals {
+    fn within_limits(&self) -> Result<(), String> {
+        if self.properties > 5_000 {
+            return Err(format!(
+                "it has {} object properties (strict mode allows 5,000)",
+                self.properties
+            ));
+        }
+        if self.enum_values > 1_000 {
+            return Err(format!(
+                "it has {} enum values (strict mode allows 1,000)",
+                self.enum_values
+            ));
+        }
+        if self.chars > 120_000 {
+            return Err(format!(
+                "its property names, definition names, enum and const values add up to {} characters (strict mode allows 120,000)",
+                self.chars
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn shown(at: &str) -> &str {
+    if at.is_empty() {
+        "/"
+    } else {
+        at
+    }
+}
+
+/// One schema node at JSON pointer `at`, `depth` levels of object nesting deep.
+fn check_node(node: &Value, at: &str, depth: usize, totals: &mut Totals) -> Result<(), String> {
+    let Value::Object(map) = node else {
         return Ok(());
     };
-    if let Some(Value::Object(props)) = map.get("properties") {
+    if let Some(keyword) = STRICT_UNSUPPORTED.iter().find(|k| map.contains_key(**k)) {
+        return Err(format!(
+            "the schema at `{}` uses `{keyword}`, which strict mode does not support",
+            shown(at)
+        ));
+    }
+    if let Some(format) = map.get("format").and_then(Value::as_str) {
+        if !STRICT_FORMATS.contains(&format) {
+            return Err(format!(
+                "the schema at `{}` uses format `{format}`, which strict mode does not support",
+                shown(at)
+            ));
+        }
+    }
+    let is_object = match map.get("type") {
+        Some(Value::String(t)) => t == "object",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "object"),
+        _ => map.contains_key("properties"),
+    };
+    if is_object {
+        if depth > 10 {
+            return Err(format!(
+                "the object at `{}` is nested {depth} levels deep (strict mode allows 10)",
+                shown(at)
+            ));
+        }
         if map.get("additionalProperties") != Some(&Value::Bool(false)) {
             return Err(format!(
                 "the object at `{}` does not set \"additionalProperties\": false",
-                if at.is_empty() { "/" } else { at }
+                shown(at)
             ));
         }
         let required: Vec<&str> = map
@@ -107,22 +225,59 @@ fn strict_compatible(schema: &Value, at: &str) -> Result<(), String> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        if let Some(missing) = props.keys().find(|k| !required.contains(&k.as_str())) {
-            return Err(format!(
-                "property `{missing}` of the object at `{}` is not in \"required\" (use a nullable type for optional fields)",
-                if at.is_empty() { "/" } else { at }
-            ));
+        if let Some(Value::Object(props)) = map.get("properties") {
+            if let Some(missing) = props.keys().find(|k| !required.contains(&k.as_str())) {
+                return Err(format!(
+                    "property `{missing}` of the object at `{}` is not in \"required\" (use a nullable type for optional fields)",
+                    shown(at)
+                ));
+            }
         }
     }
-    for (key, child) in map {
-        match child {
-            Value::Object(_) => strict_compatible(child, &format!("{at}/{key}"))?,
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    strict_compatible(item, &format!("{at}/{key}/{i}"))?;
-                }
+    if let Some(values) = map.get("enum").and_then(Value::as_array) {
+        totals.enum_values += values.len();
+        let chars: usize = values.iter().filter_map(Value::as_str).map(str::len).sum();
+        totals.chars += chars;
+        if values.len() > 250 && values.iter().all(Value::is_string) && chars > 15_000 {
+            return Err(format!("the enum at `{}` has {} string values of {chars} characters (strict mode allows 15,000 past 250 values)", shown(at), values.len()));
+        }
+    }
+    if let Some(Value::String(c)) = map.get("const") {
+        totals.chars += c.len();
+    }
+    let inner = depth + usize::from(is_object);
+    if let Some(Value::Object(props)) = map.get("properties") {
+        totals.properties += props.len();
+        for (name, child) in props {
+            totals.chars += name.len();
+            check_node(child, &format!("{at}/properties/{name}"), inner, totals)?;
+        }
+    }
+    for key in ["$defs", "definitions"] {
+        if let Some(Value::Object(defs)) = map.get(key) {
+            for (name, child) in defs {
+                totals.chars += name.len();
+                check_node(child, &format!("{at}/{key}/{name}"), depth, totals)?;
             }
-            _ => {}
+        }
+    }
+    if let Some(extra @ Value::Object(_)) = map.get("additionalProperties") {
+        check_node(extra, &format!("{at}/additionalProperties"), inner, totals)?;
+    }
+    match map.get("items") {
+        Some(items @ Value::Object(_)) => check_node(items, &format!("{at}/items"), depth, totals)?,
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                check_node(item, &format!("{at}/items/{i}"), depth, totals)?;
+            }
+        }
+        _ => {}
+    }
+    for key in ["anyOf", "prefixItems"] {
+        if let Some(Value::Array(branches)) = map.get(key) {
+            for (i, branch) in branches.iter().enumerate() {
+                check_node(branch, &format!("{at}/{key}/{i}"), depth, totals)?;
+            }
         }
     }
     Ok(())
@@ -312,6 +467,80 @@ mod tests {
         assert!(strict_compatible(&nested, "")
             .unwrap_err()
             .contains("/properties/x"));
+    }
+
+    #[test]
+    fn the_shipped_schemas_go_strict() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let json: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(strict_compatible(&json, ""), Ok(()), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn strict_mode_follows_the_documented_rules() {
+        let closed = |props: Value, required: Value| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
+        let refused = |schema: Value, why: &str| {
+            let err = strict_compatible(&schema, "").unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        };
+        // A property-less object is an object too.
+        refused(
+            closed(json!({"meta": {"type": "object"}}), json!(["meta"])),
+            "/properties/meta",
+        );
+        refused(
+            json!({"type": "array", "items": {"type": "string"}}),
+            "root",
+        );
+        refused(json!({"anyOf": [closed(json!({}), json!([]))]}), "root");
+        let mut with_all_of = closed(json!({}), json!([]));
+        with_all_of["allOf"] = json!([{"type": "object"}]);
+        refused(with_all_of, "allOf");
+        refused(
+            closed(
+                json!({"site": {"type": "string", "format": "uri"}}),
+                json!(["site"]),
+            ),
+            "format `uri`",
+        );
+        assert!(strict_compatible(
+            &closed(
+                json!({"at": {"type": "string", "format": "date-time"}}),
+                json!(["at"])
+            ),
+            ""
+        )
+        .is_ok());
+        // Eleven levels of objects.
+        let mut deep = closed(json!({}), json!([]));
+        for _ in 0..10 {
+            deep = closed(json!({"x": deep}), json!(["x"]));
+        }
+        refused(deep, "nested 11 levels");
+        let many: Vec<String> = (0..1001).map(|i| format!("v{i}")).collect();
+        refused(
+            closed(json!({"e": {"type": "string", "enum": many}}), json!(["e"])),
+            "1001 enum values",
+        );
+        // Properties named like keywords are just properties.
+        let named = closed(
+            json!({"properties": {"type": "string"}, "allOf": {"type": "string"}}),
+            json!(["properties", "allOf"]),
+        );
+        assert!(
+            strict_compatible(&named, "").is_ok(),
+            "{:?}",
+            strict_compatible(&named, "")
+        );
+        // Definitions are checked too.
+        let mut with_defs = closed(json!({"p": {"$ref": "#/$defs/party"}}), json!(["p"]));
+        with_defs["$defs"] =
+            json!({"party": {"type": "object", "properties": {"n": {"type": "string"}}}});
+        refused(with_defs, "/$defs/party");
     }
 
     #[test]

@@ -189,6 +189,8 @@ impl OpenAiBackend {
         // Scrub before cutting: a cut through the key would leave its prefix behind.
         let message = truncate(&self.scrub(message.unwrap_or_else(|| text.clone())), 300);
         let (kind, retryable, hint) = classify(status, code.as_deref());
+        // The API's own word on retrying wins, as in the official SDKs.
+        let retryable = should_retry(&headers).unwrap_or(retryable);
         let mut err = ModelError::new(
             kind,
             format!("{} answered {status}: {message}{hint}", self.label),
@@ -278,12 +280,17 @@ pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
         body["temperature"] = json!(t);
     }
     if let Some(schema) = &req.schema {
+        // `$schema` is not in Structured Outputs' supported subset: the dialect stays ours.
+        let mut sent = (*schema.json).clone();
+        if let Some(map) = sent.as_object_mut() {
+            map.remove("$schema");
+        }
         body["response_format"] = json!({
             "type": "json_schema",
             "json_schema": {
                 "name": wire_name(&schema.name),
                 "strict": strict,
-                "schema": *schema.json,
+                "schema": sent,
             }
         });
     }
@@ -470,6 +477,7 @@ fn backoff(base: Duration, retries: u32, retry_after: Option<Duration>) -> Durat
 
 /// `Retry-After` (seconds or an HTTP date is not worth parsing here: seconds only) and
 /// OpenAI's `retry-after-ms`.
+/// `retry-after-ms`, else `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
@@ -478,11 +486,24 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     {
         return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).ok();
+    }
+    // An HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`): the wait until then, none if past.
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// `x-should-retry: true|false`: the server saying whether a retry can succeed, which the
+/// official SDKs obey over the status code.
+fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 fn classify(status: StatusCode, code: Option<&str>) -> (ErrorKind, bool, &'static str) {
@@ -499,6 +520,8 @@ fn classify(status: StatusCode, code: Option<&str>) -> (ErrorKind, bool, &'stati
             "\nhint: check the API key and that it may use this model",
         ),
         408 => (ErrorKind::Timeout, true, ""),
+        // A conflicting request in flight (the SDKs retry it).
+        409 => (ErrorKind::Server, true, ""),
         404 => (
             ErrorKind::BadRequest,
             false,
@@ -575,6 +598,63 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflicts_are_retried_and_the_server_can_say_otherwise() {
+        assert!(classify(StatusCode::CONFLICT, None).1);
+        let mut headers = HeaderMap::new();
+        assert_eq!(should_retry(&headers), None);
+        headers.insert("x-should-retry", "false".parse().unwrap());
+        assert_eq!(should_retry(&headers), Some(false));
+        headers.insert("x-should-retry", "true".parse().unwrap());
+        assert_eq!(should_retry(&headers), Some(true));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_or_an_http_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "2.5".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(2500)));
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(30);
+        headers.insert(RETRY_AFTER, soon.to_rfc2822().parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            Some(Duration::ZERO),
+            "a date in the past"
+        );
+    }
+
+    #[test]
+    fn the_root_dialect_keyword_is_not_sent() {
+        let req = ModelRequest {
+            system: None,
+            prompt: "p".into(),
+            schema: Some(super::super::RequestSchema {
+                name: "x".into(),
+                json: std::sync::Arc::new(
+                    serde_json::json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {}, "required": [], "additionalProperties": false}),
+                ),
+                not_strict: None,
+            }),
+            max_tokens: None,
+            temperature: None,
+            thinking: false,
+            wire: None,
+        };
+        let body = chat_body("gpt-5.4", &req, true);
+        let sent = &body["response_format"]["json_schema"]["schema"];
+        assert!(sent.get("$schema").is_none(), "{sent}");
+        assert_eq!(sent["type"], "object");
+    }
 
     #[test]
     fn quota_is_not_retried_but_rate_limits_are() {

@@ -132,6 +132,39 @@ fn client_errors_and_exhausted_quota_are_not_retried() {
 }
 
 #[test]
+fn conflicts_are_retried_and_the_server_can_forbid_or_ask_for_a_retry() {
+    // 409 is retried, as the official SDKs do.
+    let p = project(CATCHING);
+    let answer = |seen: &crate::openai_stub::Seen| {
+        Reply::content(&crate::openai_stub::instance_of(seen.schema().unwrap()).to_string())
+    };
+    let server = StubServer::start(move |n, seen| match n {
+        0 => Reply::error(409, "conflict", "try again"),
+        _ => answer(seen),
+    });
+    let done = run_one(&p, &server, &["--max-retries", "2"]).expect_code(0);
+    assert_eq!(done.record("d1")["calls"][0]["ok"], true);
+    assert_eq!(server.requests().len(), 2);
+
+    // `x-should-retry: false` beats a retryable status; `true` beats a final one.
+    let p = project(CATCHING);
+    let server = StubServer::start(|_, _| {
+        Reply::error(500, "server_error", "boom").header("x-should-retry", "false")
+    });
+    let done = run_one(&p, &server, &["--max-retries", "2"]).expect_code(0);
+    assert_eq!(done.record("d1")["result"]["failed"], "server");
+    assert_eq!(server.requests().len(), 1);
+    let p = project(CATCHING);
+    let server = StubServer::start(move |n, seen| match n {
+        0 => Reply::error(400, "invalid_request_error", "flaky").header("x-should-retry", "true"),
+        _ => answer(seen),
+    });
+    let done = run_one(&p, &server, &["--max-retries", "2"]).expect_code(0);
+    assert_eq!(done.record("d1")["calls"][0]["ok"], true);
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
 fn a_slow_server_times_out() {
     let p = project(CATCHING);
     let server = StubServer::conforming(Duration::from_secs(3));
