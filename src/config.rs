@@ -81,6 +81,10 @@ pub struct EndpointFile {
     pub max_retries: Option<u32>,
     pub max_retry_secs: Option<f64>,
     pub backoff_ms: Option<u64>,
+    /// Requests and tokens per minute this endpoint allows (the organisation's limits);
+    /// without them, learned from the server's `x-ratelimit-limit-*` headers.
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
 }
 
 /// `[local]`.
@@ -101,6 +105,8 @@ pub struct LocalFile {
     pub max_retries: Option<u32>,
     pub max_retry_secs: Option<f64>,
     pub backoff_ms: Option<u64>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
 }
 
 /// `[run]`.
@@ -237,6 +243,8 @@ pub struct EndpointConfig {
     pub max_retries: u32,
     pub max_retry_time: Duration,
     pub backoff: Duration,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
 }
 
 impl EndpointConfig {
@@ -387,6 +395,8 @@ impl Config {
             max_retries: flags.max_retries.or(c.max_retries).unwrap_or(4),
             max_retry_time: secs("cloud.max_retry_secs", c.max_retry_secs.unwrap_or(120.0))?,
             backoff: Duration::from_millis(c.backoff_ms.unwrap_or(500)),
+            rpm: c.rpm,
+            tpm: c.tpm,
         };
 
         let l = &file.local;
@@ -448,6 +458,8 @@ impl Config {
                         l.max_retry_secs.unwrap_or(120.0),
                     )?,
                     backoff: Duration::from_millis(l.backoff_ms.unwrap_or(250)),
+                    rpm: l.rpm,
+                    tpm: l.tpm,
                 })
             }
             other => {

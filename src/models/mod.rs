@@ -5,6 +5,7 @@
 //! whose [`ErrorKind`] a script can branch on. One file per back end.
 
 pub mod dry_run;
+pub mod limiter;
 pub mod mistral;
 pub mod openai;
 pub mod tiny;

@@ -29,6 +29,8 @@ pub struct OpenAiBackend {
     cfg: EndpointConfig,
     /// Keys this back end's HTTP clients in [`CLIENTS`].
     id: u64,
+    /// Every document's calls to this endpoint wait their turn here.
+    limiter: super::limiter::Limiter,
     /// Schemas already reported as not strict-compatible (warn once each).
     warned: Mutex<HashSet<String>>,
 }
@@ -48,6 +50,7 @@ impl OpenAiBackend {
         client(&cfg)?;
         Ok(OpenAiBackend {
             label,
+            limiter: super::limiter::Limiter::new(cfg.rpm, cfg.tpm),
             cfg,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             warned: Mutex::new(HashSet::new()),
@@ -147,6 +150,8 @@ impl OpenAiBackend {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        self.limiter
+            .observe(status, &headers, retry_after(&headers));
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
@@ -399,7 +404,14 @@ impl Backend for OpenAiBackend {
             };
             let started = Instant::now();
             let mut retries = 0;
+            // What the endpoint counts against its tokens-per-minute: the prompt (about four
+            // bytes a token) and the completion it may write.
+            let tokens = (body.len() / 4) as u64 + u64::from(req.max_tokens.unwrap_or(0));
+            let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
             loop {
+                // Wait for the endpoint's turn before the audit records the attempt, so the
+                // attempt line's time is when the request left.
+                self.limiter.wait(tokens).await;
                 if let Some(wire) = &req.wire {
                     if let Err(why) = (wire.before_attempt)(retries + 1) {
                         let mut err = ModelError::new(

@@ -382,3 +382,109 @@ fn many_documents_in_flight_each_get_their_record() {
         .all(|r| r["result"]["answer"]["label"] == "ok"));
     assert_eq!(server.requests().len(), 40);
 }
+
+/// A loopback API that allows `per_second` requests in each one-second window and answers
+/// the rest `429` with `retry-after` and `x-ratelimit-*` headers, as the real one does.
+/// `advertise`: successful answers carry `x-ratelimit-limit-requests` too.
+fn rate_limited_server(
+    per_second: usize,
+    advertise: bool,
+) -> (StubServer, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let rejected = Arc::new(AtomicUsize::new(0));
+    let window = Arc::new(Mutex::new((std::time::Instant::now(), 0usize)));
+    let counter = rejected.clone();
+    let server = StubServer::start(move |_, seen| {
+        let mut w = window.lock().unwrap();
+        let elapsed = w.0.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            *w = (std::time::Instant::now(), 0);
+        }
+        w.1 += 1;
+        let left_ms = 1000u128.saturating_sub(w.0.elapsed().as_millis()).max(1);
+        if w.1 > per_second {
+            counter.fetch_add(1, Ordering::SeqCst);
+            return Reply::error(
+                429,
+                "rate_limit_exceeded",
+                "Rate limit reached for requests",
+            )
+            .header("retry-after", "1")
+            .header("x-ratelimit-remaining-requests", "0")
+            .header("x-ratelimit-reset-requests", &format!("{left_ms}ms"));
+        }
+        let reply =
+            Reply::content(&crate::openai_stub::instance_of(seen.schema().unwrap()).to_string())
+                .header(
+                    "x-ratelimit-remaining-requests",
+                    &(per_second - w.1).to_string(),
+                );
+        if advertise {
+            reply.header("x-ratelimit-limit-requests", &(per_second * 60).to_string())
+        } else {
+            reply
+        }
+    });
+    (server, rejected)
+}
+
+#[test]
+fn a_shared_limiter_keeps_a_crowd_of_documents_under_the_rate_limit() {
+    use std::sync::atomic::Ordering;
+    // LIMITER_DOCS=500 reproduces the closing note's figures; the suite runs 100.
+    let count: usize = std::env::var("LIMITER_DOCS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let docs: String = (0..count)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"clause {i}\"}}\n"))
+        .collect();
+    let run = |settings: &str, advertise: bool| {
+        let p = project(CATCHING);
+        p.write("hybrid.toml", settings);
+        let (server, rejected) = rate_limited_server(25, advertise);
+        let url = server.url();
+        let done = p
+            .hybrid(&[
+                "run",
+                "scripts/s.rhai",
+                "-",
+                "--cloud-url",
+                &url,
+                "--jobs",
+                "32",
+                "--max-retries",
+                "8",
+            ])
+            .stdin(docs.clone())
+            .output()
+            .expect_code(0);
+        let failed = done
+            .records()
+            .iter()
+            .filter(|r| r["result"]["answer"].is_null())
+            .count();
+        (
+            rejected.load(Ordering::SeqCst),
+            failed,
+            server.requests().len(),
+        )
+    };
+    // Nothing configured, nothing advertised: 32 in flight meet the limit together.
+    let (crowd, _, _) = run("", false);
+    // The organisation's limit configured (1,500 a minute: 25 a second).
+    let (configured, failed, requests) = run("[cloud]\nrpm = 1500\n", false);
+    // Learned from the server's x-ratelimit-limit-requests.
+    let (learned, learned_failed, _) = run("", true);
+    eprintln!("429s for {count} documents at --jobs 32: {crowd} without a limit, {configured} with rpm = 1500, {learned} learned from headers");
+    assert_eq!(failed, 0, "no document fails with the limiter");
+    assert_eq!(learned_failed, 0);
+    assert!(
+        crowd >= 10,
+        "the unlimited crowd should meet the limit: {crowd}"
+    );
+    assert!(configured * 5 <= crowd, "{configured} vs {crowd}");
+    assert!(learned * 3 <= crowd, "{learned} vs {crowd}");
+    assert_eq!(requests, count + configured);
+}
