@@ -605,6 +605,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pricing: config.pricing.clone(),
         cloud_endpoint: crate::audit::endpoint_host(&config.cloud.base_url),
         streams: crate::host::emit::Streams::new(settings.emit_dir.clone()),
+        // A dry run spends nothing: the caps apply to calls that are paid for.
+        spend: match config.cloud_mode {
+            CloudMode::Live => {
+                crate::spend::Spend::open(&config.budget, &args.script, config.source.as_deref())?
+                    .map(Arc::new)
+            }
+            CloudMode::DryRun => None,
+        },
     });
     let options = RunOptions {
         jobs: config.jobs,
@@ -729,6 +737,18 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", crate::report::render_text(&report, &config.pricing));
+        let caps = crate::spend::report_lines(
+            &config.budget,
+            config.source.as_deref(),
+            report.cloud_usd,
+            report.escalation_rate,
+        );
+        if !caps.is_empty() {
+            println!("\nspend against the caps");
+            for line in caps {
+                println!("  {line}");
+            }
+        }
     }
     if let Some(chart) = &args.chart {
         crate::report::write_chart(&report, chart)?;

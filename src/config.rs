@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub currency: crate::cost::Currency,
     /// `[pipelines."scripts/NAME.rhai"]`: a pipeline's inputs, outputs and run settings.
     pub pipelines: std::collections::BTreeMap<String, crate::pipeline::PipelineFile>,
+    /// `[budget]`: spend caps.
+    pub budget: crate::spend::BudgetFile,
 }
 
 /// `[audit]`.
@@ -309,6 +311,7 @@ pub struct Config {
     pub pricing: crate::cost::Pricing,
     /// The file the settings came from, if any.
     pub source: Option<PathBuf>,
+    pub budget: crate::spend::BudgetFile,
     /// The effective value and origin of the settings an operator most often asks about
     /// (`hybrid check` prints them).
     pub shown: Vec<crate::pipeline::Shown>,
@@ -581,6 +584,7 @@ impl Config {
                 currency: file.currency,
             },
             source,
+            budget: file.budget,
             shown,
         })
     }

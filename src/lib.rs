@@ -27,6 +27,7 @@
 //! | see copied text through disguise, across calls     | [`guard::overlap`]        |
 //! | log every cloud payload for auditors               | [`audit`]                 |
 //! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
+//! | cap cloud spend per run, day and pipeline          | [`spend`]                 |
 
 pub mod audit;
 pub mod bundle;
@@ -48,6 +49,7 @@ pub mod runner;
 pub mod schemas;
 pub mod sink;
 pub mod snippet;
+pub mod spend;
 pub mod watch;
 
 /// Counts each thread's memory, for the per-document budget (`host::budget`).

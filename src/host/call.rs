@@ -68,6 +68,8 @@ struct Prepared {
     request: ModelRequest,
     /// For the cloud: the body on its way out, for the audit log.
     egress: Option<Arc<Egress>>,
+    /// For the cloud under a `[budget]`: the estimated cost held until the call is over.
+    reservation: Option<crate::spend::Reservation>,
 }
 
 /// `local(prompt)`, `local(options)` and `local(prompt, schema)` (and the same for `cloud`).
@@ -203,6 +205,18 @@ fn prepare(
         request.prompt = prompt_text(&parts);
         (Vec::new(), None)
     };
+    let reservation = match (&doc.services.spend, &egress) {
+        (Some(spend), Some(egress)) => Some(reserve(
+            doc,
+            spend,
+            backend.as_ref(),
+            &request,
+            egress,
+            schema.as_deref(),
+            pos,
+        )?),
+        _ => None,
+    };
     Ok(Prepared {
         role,
         pos,
@@ -211,7 +225,64 @@ fn prepare(
         redactions,
         request,
         egress,
+        reservation,
     })
+}
+
+/// Holds a cloud call's estimated cost against the `[budget]` caps, or refuses the call: the
+/// refusal is audited (hash only: nothing left), recorded and raised as kind `budget`.
+fn reserve(
+    doc: &DocContext,
+    spend: &crate::spend::Spend,
+    backend: &dyn Backend,
+    request: &ModelRequest,
+    egress: &Egress,
+    schema: Option<&Schema>,
+    pos: Position,
+) -> RhaiResult<crate::spend::Reservation> {
+    let body = request.wire.as_ref().map(|w| w.bytes.clone());
+    let prompt_tokens = body
+        .as_deref()
+        .map(|b| crate::cost::count_tokens(&String::from_utf8_lossy(b)))
+        .unwrap_or(0);
+    let usage = crate::models::Usage {
+        prompt_tokens,
+        completion_tokens: request.max_tokens.map_or(400, u64::from),
+        ..Default::default()
+    };
+    let estimate = doc
+        .services
+        .pricing
+        .price(backend.model())
+        .map_or(0.0, |p| p.cost(&usage));
+    match spend.reserve(&doc.document.id, estimate) {
+        Ok(reservation) => Ok(reservation),
+        Err(refusal) => {
+            tracing::warn!(doc = %doc.document.id, cap = %refusal.cap, "cloud call refused: {refusal}");
+            egress.outcome(Outcome::Blocked, false, |e| {
+                e.rule = Some("budget".into());
+                e.field = Some(refusal.cap.clone());
+                e.cost_usd = Some(estimate);
+                e.estimated = true;
+            });
+            doc.push_call(CallRecord {
+                error: Some("budget".into()),
+                ..CallRecord::new("cloud", backend.name(), backend.model(), schema)
+            });
+            Err(host_error(
+                "budget",
+                format!("cloud() refused: {refusal}\nhint: raise the cap under [budget] in hybrid.toml, or let the script route the document elsewhere (catch kind `budget`)"),
+                pos,
+                |m| {
+                    m.insert("function".into(), "cloud".into());
+                    m.insert("cap".into(), refusal.cap.clone().into());
+                    m.insert("limit".into(), refusal.limit.into());
+                    m.insert("spent".into(), refusal.spent.into());
+                    m.insert("resets".into(), refusal.resets.clone().into());
+                },
+            ))
+        }
+    }
 }
 
 /// The guard's two passes over a cloud call — the parts field by field, then the whole body
@@ -293,6 +364,7 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
         redactions,
         request,
         egress,
+        reservation,
     } = p;
     let dry_run = backend.name() == "dry-run";
     let result = outcome
@@ -348,6 +420,9 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
             e.request_id = record.request_id.clone();
             e.error = record.error.clone();
         });
+    }
+    if let (Some(spend), Some(reservation)) = (&doc.services.spend, reservation) {
+        spend.settle(reservation, record.cost_usd, &doc.document.id);
     }
     doc.push_call(record);
 

@@ -48,6 +48,8 @@ pub struct Services {
     pub cloud_endpoint: String,
     /// Where `emit(stream, value)` writes.
     pub streams: emit::Streams,
+    /// The `[budget]` caps cloud calls are held against (none configured, or a dry run: none).
+    pub spend: Option<Arc<crate::spend::Spend>>,
 }
 
 impl Services {
@@ -173,6 +175,9 @@ pub fn new_engine(limits: &Limits) -> Engine {
 /// Never panics on script or model failures: those are the record's `error`.
 pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Document>) -> Record {
     let started = Instant::now();
+    if let Some(spend) = &services.spend {
+        spend.document_started();
+    }
     let ctx = Arc::new(DocContext {
         document: doc.clone(),
         window: Mutex::new(None),

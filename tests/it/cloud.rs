@@ -488,3 +488,85 @@ fn a_shared_limiter_keeps_a_crowd_of_documents_under_the_rate_limit() {
     assert!(learned * 3 <= crowd, "{learned} vs {crowd}");
     assert_eq!(requests, count + configured);
 }
+
+#[test]
+fn a_spend_cap_refuses_the_calls_that_would_pass_it_and_says_so() {
+    let p = project(
+        r#"
+fn process(doc) {
+    try {
+        return #{ answer: cloud(#{ prompt: doc.text, schema: "verdict", max_tokens: 10 }) };
+    } catch (e) {
+        return #{ failed: e.kind, cap: e.cap, resets: e.resets };
+    }
+}
+"#,
+    );
+    p.write("hybrid.toml", "[budget]\nrun_usd = 0.002\n");
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    let docs: String = (0..10)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"is clause {i} risky?\"}}\n"))
+        .collect();
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud-url",
+            &url,
+            "--jobs",
+            "1",
+            "--audit",
+            "audit.jsonl",
+        ])
+        .stdin(docs)
+        .output()
+        .expect_code(0);
+    let records = done.records();
+    let answered = records
+        .iter()
+        .filter(|r| !r["result"]["answer"].is_null())
+        .count();
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r["result"]["failed"] == "budget")
+        .collect();
+    assert!(answered >= 1, "{records:?}");
+    assert!(!refused.is_empty(), "{records:?}");
+    assert_eq!(answered + refused.len(), 10);
+    assert_eq!(refused[0]["result"]["cap"], "[budget] run_usd");
+    assert_eq!(refused[0]["result"]["resets"], "at the next run");
+    // Only the answered calls reached the server, and what they cost stays under the cap.
+    assert_eq!(server.requests().len(), answered);
+    let spent: f64 = records
+        .iter()
+        .flat_map(|r| r["calls"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["cost_usd"].as_f64())
+        .sum();
+    assert!(spent <= 0.002, "{spent}");
+    // Each refusal is in the audit log, with the cap that refused it.
+    let audit = std::fs::read_to_string(p.path("audit.jsonl")).unwrap();
+    let refusals = audit
+        .lines()
+        .filter(|l| l.contains("\"rule\":\"budget\"") && l.contains("[budget] run_usd"))
+        .count();
+    assert_eq!(refusals, refused.len(), "{audit}");
+    assert!(
+        done.stderr().contains("80%"),
+        "one warning at 80%: {}",
+        done.stderr()
+    );
+    // `hybrid report` shows the spend against the cap.
+    p.write("results.jsonl", done.stdout());
+    let report = p
+        .hybrid(&["report", "results.jsonl"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    let line = report
+        .lines()
+        .find(|l| l.contains("[budget] run_usd"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(line.contains("of 0.002 in these results"), "{line}");
+}
