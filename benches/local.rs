@@ -50,6 +50,7 @@ fn request(max_tokens: u32, constrained: bool) -> ModelRequest {
         temperature: None,
         thinking: false,
         wire: None,
+        cache_key: None,
     }
 }
 

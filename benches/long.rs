@@ -202,6 +202,7 @@ fn guard_per_document(root: &Path) {
                     temperature: None,
                     thinking: false,
                     wire: None,
+                    cache_key: None,
                 };
                 let mut body = hybrid::models::openai::chat_body("gpt-5.4", &request, true);
                 guard

@@ -613,6 +613,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             CloudMode::DryRun => None,
         },
+        pipeline: args.script.display().to_string(),
     });
     let options = RunOptions {
         jobs: config.jobs,

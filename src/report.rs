@@ -83,6 +83,12 @@ pub struct Report {
     pub cost_per_document_usd: f64,
     pub escalated_documents: u64,
     pub escalation_rate: f64,
+    /// Cloud prompt tokens, and how many of them the provider's prompt cache served.
+    pub cloud_prompt_tokens: u64,
+    pub cloud_cached_tokens: u64,
+    pub cache_hit_rate: f64,
+    /// What the cached tokens saved against the full input price.
+    pub cache_saved_usd: f64,
     pub blocked_calls: u64,
     /// Documents whose result carries a `divergent` flag (pipelines that compare local and
     /// cloud answers), and those where it is true.
@@ -181,6 +187,12 @@ pub fn build(
                         used_cloud = true;
                     }
                     r.cloud_usd += cost;
+                    r.cloud_prompt_tokens += n("prompt_tokens");
+                    r.cloud_cached_tokens += n("cached_tokens");
+                    if let Some(p) = pricing.price(&model) {
+                        let cached = p.cached_input.unwrap_or(p.input);
+                        r.cache_saved_usd += n("cached_tokens") as f64 * (p.input - cached) / 1e6;
+                    }
                     *cloud_models.entry(model).or_default() += 1;
                 }
             }
@@ -240,6 +252,7 @@ pub fn build(
     let docs = r.documents as f64;
     r.cost_per_document_usd = (r.cloud_usd + r.local_usd) / docs;
     r.escalation_rate = ratio(r.escalated_documents, r.documents);
+    r.cache_hit_rate = ratio(r.cloud_cached_tokens, r.cloud_prompt_tokens);
     r.divergence_rate = ratio(r.divergent_documents, r.compared_documents);
 
     // Price the local work as if the cloud model had done it.
@@ -337,6 +350,15 @@ pub fn render_text(r: &Report, pricing: &Pricing) -> String {
         r.cloud_usd,
         local(r.cloud_usd)
     );
+    if r.cloud_prompt_tokens > 0 {
+        let _ = writeln!(
+            s,
+            "prompt cache     {:.1}% of cloud prompt tokens served from cache, saving USD {:.4}{}",
+            r.cache_hit_rate * 100.0,
+            r.cache_saved_usd,
+            local(r.cache_saved_usd)
+        );
+    }
     if r.local_usd > 0.0 {
         let _ = writeln!(
             s,

@@ -166,6 +166,8 @@ fn prepare(
         temperature: args.temperature,
         thinking: args.thinking,
         wire: None,
+        // Only the cloud has a prompt cache to route to (a local server may refuse the field).
+        cache_key: (role == Role::Cloud).then(|| doc.cache_key()),
     };
     let (redactions, egress) = if role == Role::Cloud {
         // Nothing leaves for the cloud before the guard has seen all of it.
@@ -550,6 +552,17 @@ impl DocContext {
     }
 
     /// The audit log's view of one cloud request (its body, hash and size).
+    /// The prompt-cache key of this document's calls: the pipeline and its rules version,
+    /// hashed (the script's path does not leave the machine).
+    fn cache_key(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(
+            format!("{}\n{}", self.services.pipeline, self.version).as_bytes(),
+        );
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("hybrid-{hex}")
+    }
+
     fn egress(&self, model: &str, payload: Value, body: &[u8]) -> Egress {
         let template = audit::Entry {
             time: String::new(),

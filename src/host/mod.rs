@@ -50,6 +50,8 @@ pub struct Services {
     pub streams: emit::Streams,
     /// The `[budget]` caps cloud calls are held against (none configured, or a dry run: none).
     pub spend: Option<Arc<crate::spend::Spend>>,
+    /// The pipeline's script as named on the command line (for the prompt-cache key).
+    pub pipeline: String,
 }
 
 impl Services {

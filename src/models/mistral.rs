@@ -803,6 +803,7 @@ mod tests {
             temperature: None,
             thinking: false,
             wire: None,
+            cache_key: None,
         };
         let p = backend.sampling(&req);
         assert_eq!((p.top_k, p.max_len), (Some(1), Some(7)));

@@ -32,6 +32,9 @@ pub struct ModelRequest {
     pub thinking: bool,
     /// For the cloud: the body exactly as the egress guard passed it, to be sent as it is.
     pub wire: Option<Wire>,
+    /// Groups requests that share a prompt prefix for the provider's prompt cache (one per
+    /// pipeline and rules version); see `openai::chat_body`.
+    pub cache_key: Option<String>,
 }
 
 /// A request body the egress guard has passed, sent byte for byte, and what must happen

@@ -284,6 +284,12 @@ pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
     if let Some(t) = req.temperature {
         body["temperature"] = json!(t);
     }
+    // Prompt caching: the stable part (system prompt, schema) comes first and the document's
+    // part last, and calls of one pipeline and rules version share a key, so the provider
+    // routes them to the same cache (Chat Completions `prompt_cache_key`).
+    if let Some(key) = &req.cache_key {
+        body["prompt_cache_key"] = json!(key);
+    }
     if let Some(schema) = &req.schema {
         // `$schema` is not in Structured Outputs' supported subset: the dialect stays ours.
         let mut sent = (*schema.json).clone();
@@ -661,6 +667,7 @@ mod tests {
             temperature: None,
             thinking: false,
             wire: None,
+            cache_key: None,
         };
         let body = chat_body("gpt-5.4", &req, true);
         let sent = &body["response_format"]["json_schema"]["schema"];

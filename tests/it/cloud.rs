@@ -570,3 +570,121 @@ fn process(doc) {
         .unwrap_or_else(|| panic!("{report}"));
     assert!(line.contains("of 0.002 in these results"), "{line}");
 }
+
+/// A loopback API with a prompt cache as the real one reports it: requests sharing a
+/// `prompt_cache_key` and a prompt prefix of at least 1,024 tokens get that prefix, in
+/// 128-token steps, as `usage.prompt_tokens_details.cached_tokens` (here 4 bytes a token).
+fn caching_server() -> StubServer {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let seen_prompts: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
+    StubServer::start(move |_, seen| {
+        let key = seen.body["prompt_cache_key"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let prompt = format!("{}{}", seen.body["messages"], seen.body["response_format"]);
+        let mut prompts = seen_prompts.lock().unwrap();
+        let shared = prompts.get(&key).map_or(0, |earlier| {
+            earlier
+                .bytes()
+                .zip(prompt.bytes())
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        prompts.insert(key, prompt.clone());
+        let prompt_tokens = (prompt.len() / 4) as u64;
+        let shared_tokens = (shared / 4) as u64;
+        let cached = if shared_tokens >= 1024 {
+            shared_tokens / 128 * 128
+        } else {
+            0
+        };
+        let content = crate::openai_stub::instance_of(seen.schema().unwrap()).to_string();
+        let body = serde_json::json!({
+            "id": "chatcmpl-cache", "object": "chat.completion", "model": "gpt-5.4",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20,
+                      "prompt_tokens_details": {"cached_tokens": cached}}
+        });
+        Reply::status(200, &body.to_string())
+    })
+}
+
+#[test]
+fn repeated_calls_of_a_pipeline_share_a_cache_key_and_are_priced_at_the_cached_rate() {
+    let rules = "Clause review rules. ".repeat(300);
+    let p = project(&format!(
+        "const RULES = \"{rules}\";\nfn process(doc) {{ cloud(#{{ system: RULES, input: #{{ clause: doc.text }}, schema: \"verdict\" }}) }}\n"
+    ));
+    let server = caching_server();
+    let url = server.url();
+    let docs: String = (0..4)
+        .map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"clause number {i}\"}}\n"))
+        .collect();
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud-url",
+            &url,
+            "--jobs",
+            "1",
+            "--out",
+            "r.jsonl",
+        ])
+        .stdin(docs)
+        .output()
+        .expect_code(0);
+    let _ = done;
+    let requests = server.requests();
+    let key = requests[0].body["prompt_cache_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        key.starts_with("hybrid-") && !key.contains("s.rhai"),
+        "{key}"
+    );
+    assert!(requests
+        .iter()
+        .all(|r| r.body["prompt_cache_key"] == key.as_str()));
+    // The stable part first: the rules are the system message, the document's part last.
+    assert_eq!(requests[0].body["messages"][0]["role"], "system");
+    let records = crate::support::read_records(&p.path("r.jsonl"));
+    let calls: Vec<_> = records.iter().map(|r| r["calls"][0].clone()).collect();
+    assert_eq!(
+        calls[0]["cached_tokens"], 0,
+        "the first call fills the cache"
+    );
+    for call in &calls[1..] {
+        let (prompt, cached, completion) = (
+            call["prompt_tokens"].as_f64().unwrap(),
+            call["cached_tokens"].as_f64().unwrap(),
+            call["completion_tokens"].as_f64().unwrap(),
+        );
+        assert!(cached >= 1024.0, "{call}");
+        let at_cached_rate = ((prompt - cached) * 2.50 + cached * 0.25 + completion * 15.0) / 1e6;
+        let cost = call["cost_usd"].as_f64().unwrap();
+        assert!(
+            (cost - at_cached_rate).abs() < 1e-12,
+            "{cost} vs {at_cached_rate}"
+        );
+        assert!(
+            cost < calls[0]["cost_usd"].as_f64().unwrap() * 0.5,
+            "{call}"
+        );
+    }
+    let report = p
+        .hybrid(&["report", "r.jsonl"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("prompt cache"))
+        .unwrap_or_else(|| panic!("{report}"));
+    eprintln!("{line}");
+    assert!(!line.contains(" 0.0% "), "{line}");
+}
