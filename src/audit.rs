@@ -187,8 +187,10 @@ impl Egress {
         self.attempts.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// The write-ahead line, before attempt `n` leaves. An error means it must not leave.
-    pub fn before_attempt(&self, n: u32) -> Result<(), String> {
+    /// The write-ahead line, before attempt `n` leaves with `sent`. An error means it must
+    /// not leave. A body other than the checked one (the default-tier twin of a flex request)
+    /// is written whole with its own hash.
+    pub fn before_attempt(&self, n: u32, sent: &[u8]) -> Result<(), String> {
         self.attempts
             .fetch_max(n, std::sync::atomic::Ordering::SeqCst);
         let Some(log) = &self.log else {
@@ -198,8 +200,15 @@ impl Egress {
         entry.time = now();
         entry.outcome = Outcome::Attempt;
         entry.attempt = Some(n);
-        // The body once, with the first attempt; retries carry its hash.
-        entry.payload = (n == 1).then(|| self.payload.clone());
+        let sha = crate::schemas::hash_hex(sent);
+        if sha == self.template.payload_sha256 {
+            // The body once, with the first attempt; retries carry its hash.
+            entry.payload = (n == 1).then(|| self.payload.clone());
+        } else {
+            entry.payload_sha256 = sha;
+            entry.bytes = sent.len();
+            entry.payload = serde_json::from_slice(sent).ok();
+        }
         log.write(entry)
     }
 

@@ -87,6 +87,11 @@ pub struct EndpointFile {
     /// without them, learned from the server's `x-ratelimit-limit-*` headers.
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    /// `auto`, `default`, `flex` (about half the price, slower, sometimes unavailable) or
+    /// `priority`: sent as the request's `service_tier`.
+    pub service_tier: Option<String>,
+    /// With `flex`: a call flex cannot serve (429/503) falls back to the default tier.
+    pub flex_fallback: Option<bool>,
 }
 
 /// `[local]`.
@@ -247,6 +252,8 @@ pub struct EndpointConfig {
     pub backoff: Duration,
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
+    pub service_tier: Option<String>,
+    pub flex_fallback: bool,
 }
 
 impl EndpointConfig {
@@ -400,6 +407,17 @@ impl Config {
             backoff: Duration::from_millis(c.backoff_ms.unwrap_or(500)),
             rpm: c.rpm,
             tpm: c.tpm,
+            service_tier: match c.service_tier.as_deref() {
+                None => None,
+                Some(t @ ("auto" | "default" | "flex" | "priority")) => Some(t.to_owned()),
+                Some(other) => {
+                    return Err(ConfigError::Value {
+                        key: "cloud.service_tier",
+                        message: format!("`{other}` is not a service tier\nhint: use auto, default, flex or priority"),
+                    })
+                }
+            },
+            flex_fallback: c.flex_fallback.unwrap_or(false),
         };
 
         let l = &file.local;
@@ -463,6 +481,8 @@ impl Config {
                     backoff: Duration::from_millis(l.backoff_ms.unwrap_or(250)),
                     rpm: l.rpm,
                     tpm: l.tpm,
+                    service_tier: None,
+                    flex_fallback: false,
                 })
             }
             other => {

@@ -66,6 +66,10 @@ pub const GPT_5_4_NANO: Price = Price {
     long_context_output_multiplier: 1.0,
 };
 
+/// Flex processing bills this share of the standard rates (OpenAI: "50% lower", priced like
+/// the Batch API).
+pub const FLEX_RATE: f64 = 0.5;
+
 /// The prices shipped with hybrid, by exact model id (OpenAI's pricing page, 2026).
 const BUILT_IN: [(&str, Price); 3] = [
     ("gpt-5.4", GPT_5_4),
@@ -202,6 +206,16 @@ impl Pricing {
                         .map(|(_, p)| *p)
                 })
             })
+    }
+
+    /// USD for a cloud call served on `tier`: flex processing bills half the standard rates.
+    pub fn cloud_cost_on(&self, model: &str, usage: &Usage, tier: Option<&str>) -> Option<f64> {
+        let cost = self.cloud_cost(model, usage)?;
+        Some(if tier == Some("flex") {
+            cost * FLEX_RATE
+        } else {
+            cost
+        })
     }
 
     /// USD for a cloud call; `None` when the model has no known price (said once per model).

@@ -61,6 +61,9 @@ pub struct CallRecord {
     pub retries: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The processing tier that served the call (`flex`, `default`), when the API says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
     /// True when nothing was sent (`--cloud dry-run`): usage and cost are estimates.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,

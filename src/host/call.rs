@@ -324,11 +324,19 @@ fn guard_cloud(
         Ok(r) => redactions.extend(r),
         Err(blocked) => return Err((blocked, bytes)),
     }
+    // A flex request's twin asking for the default tier, for `[cloud] flex_fallback`: the
+    // same checked body but for that one host-chosen field.
+    let fallback = (body["service_tier"] == "flex").then(|| {
+        let mut default = body.clone();
+        default["service_tier"] = Value::from("default");
+        Arc::<[u8]>::from(serde_json::to_vec(&default).unwrap_or_default())
+    });
     let egress = Arc::new(doc.egress(backend.model(), body, &bytes));
     let hook = egress.clone();
     request.wire = Some(Wire {
         bytes: bytes.into(),
-        before_attempt: Arc::new(move |n| hook.before_attempt(n)),
+        fallback,
+        before_attempt: Arc::new(move |n, sent| hook.before_attempt(n, sent)),
     });
     Ok((redactions, egress))
 }
@@ -390,6 +398,7 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
             record.usage = resp.usage;
             record.retries = resp.retries;
             record.request_id = resp.request_id.clone();
+            record.service_tier = resp.service_tier.clone();
         }
         Err(err) => {
             record.error = Some(err.kind.as_str().to_owned());
@@ -399,7 +408,9 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
         }
     }
     record.cost_usd = match role {
-        Role::Cloud => pricing.cloud_cost(&record.model, &record.usage),
+        Role::Cloud => {
+            pricing.cloud_cost_on(&record.model, &record.usage, record.service_tier.as_deref())
+        }
         Role::Local => pricing
             .local
             .has_rate()
@@ -717,6 +728,7 @@ impl CallRecord {
             ms: 0,
             retries: 0,
             request_id: None,
+            service_tier: None,
             dry_run: false,
             redactions: Vec::new(),
         }

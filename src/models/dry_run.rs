@@ -18,11 +18,15 @@ pub const MARKER: &str = "[dry-run]";
 
 pub struct DryRunBackend {
     model: String,
+    service_tier: Option<String>,
 }
 
 impl DryRunBackend {
-    pub fn new(model: String) -> DryRunBackend {
-        DryRunBackend { model }
+    pub fn new(model: String, service_tier: Option<String>) -> DryRunBackend {
+        DryRunBackend {
+            model,
+            service_tier,
+        }
     }
 }
 
@@ -68,6 +72,8 @@ impl Backend for DryRunBackend {
                 request_id: None,
                 retries: 0,
                 reasoning: None,
+                // Estimated as the configured tier would be billed.
+                service_tier: self.service_tier.clone(),
             })
         })
     }

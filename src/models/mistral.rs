@@ -233,6 +233,7 @@ fn answer(response: ChatCompletionResponse, name: &str) -> Result<ModelResponse,
             request_id: None,
             retries: 0,
             reasoning,
+            service_tier: None,
         }),
     }
 }

@@ -43,7 +43,10 @@ pub struct ModelRequest {
 #[derive(Clone)]
 pub struct Wire {
     pub bytes: Arc<[u8]>,
-    pub before_attempt: Arc<dyn Fn(u32) -> Result<(), String> + Send + Sync>,
+    /// The same body asking for the default tier instead of flex (`[cloud] flex_fallback`).
+    pub fallback: Option<Arc<[u8]>>,
+    /// Called with the attempt number and the bytes about to leave.
+    pub before_attempt: Arc<dyn Fn(u32, &[u8]) -> Result<(), String> + Send + Sync>,
 }
 
 impl std::fmt::Debug for Wire {
@@ -75,6 +78,8 @@ pub struct ModelResponse {
     pub retries: u32,
     /// The model's reasoning, when it thought aloud (thinking mode).
     pub reasoning: Option<String>,
+    /// The processing tier that served it (`default`, `flex`), as the API reports it.
+    pub service_tier: Option<String>,
 }
 
 /// Token counts for one call.
@@ -197,7 +202,10 @@ pub fn cloud_backend(config: &crate::config::Config) -> Result<Arc<dyn Backend>,
     use crate::config::CloudMode;
     Ok(match config.cloud_mode {
         CloudMode::Live => Arc::new(openai::OpenAiBackend::new("openai", config.cloud.clone())?),
-        CloudMode::DryRun => Arc::new(dry_run::DryRunBackend::new(config.cloud.model.clone())),
+        CloudMode::DryRun => Arc::new(dry_run::DryRunBackend::new(
+            config.cloud.model.clone(),
+            config.cloud.service_tier.clone(),
+        )),
     })
 }
 

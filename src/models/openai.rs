@@ -100,7 +100,11 @@ impl OpenAiBackend {
                 false
             }
         };
-        chat_body(&self.cfg.model, req, strict)
+        let mut body = chat_body(&self.cfg.model, req, strict);
+        if let Some(tier) = &self.cfg.service_tier {
+            body["service_tier"] = json!(tier);
+        }
+        body
     }
 
     /// Removes the key from anything a server echoes back.
@@ -214,6 +218,7 @@ impl OpenAiBackend {
         })?;
         let usage = parse_usage(&body["usage"]);
         let model = body["model"].as_str().unwrap_or(&self.cfg.model).to_owned();
+        let service_tier = body["service_tier"].as_str().map(str::to_owned);
         let choice = &body["choices"][0];
         if choice.is_null() {
             return Err(
@@ -260,6 +265,7 @@ impl OpenAiBackend {
             usage,
             request_id: None,
             retries: 0,
+            service_tier,
             // OpenAI-compatible servers that think aloud (vLLM, mistralrs serve) say so here.
             reasoning: message["reasoning_content"]
                 .as_str()
@@ -414,12 +420,15 @@ impl Backend for OpenAiBackend {
             // bytes a token) and the completion it may write.
             let tokens = (body.len() / 4) as u64 + u64::from(req.max_tokens.unwrap_or(0));
             let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
+            // What goes out: the checked body, or its default-tier twin once flex has said it
+            // cannot serve the call and `flex_fallback` is on.
+            let mut sending = body.clone();
             loop {
                 // Wait for the endpoint's turn before the audit records the attempt, so the
                 // attempt line's time is when the request left.
                 self.limiter.wait(tokens).await;
                 if let Some(wire) = &req.wire {
-                    if let Err(why) = (wire.before_attempt)(retries + 1) {
+                    if let Err(why) = (wire.before_attempt)(retries + 1, &sending) {
                         let mut err = ModelError::new(
                             ErrorKind::Blocked,
                             format!("nothing was sent: the audit log must record a request before it leaves, and {why}\nhint: make the audit log writable (--audit FILE or [audit] path)"),
@@ -428,7 +437,7 @@ impl Backend for OpenAiBackend {
                         return Err(err);
                     }
                 }
-                let attempt = self.attempt(&body).await;
+                let attempt = self.attempt(&sending).await;
                 let err = match attempt.outcome {
                     Ok(mut resp) => {
                         resp.retries = retries;
@@ -445,6 +454,18 @@ impl Backend for OpenAiBackend {
                     }
                     Err(err) => err,
                 };
+                let flex_unavailable = matches!(err.kind, ErrorKind::RateLimit | ErrorKind::Server);
+                if let Some(default) = req.wire.as_ref().and_then(|w| w.fallback.as_ref()) {
+                    if self.cfg.flex_fallback && flex_unavailable && !Arc::ptr_eq(&sending, default)
+                    {
+                        tracing::info!(
+                            backend = self.label,
+                            kind = err.kind.as_str(),
+                            "flex could not serve the call: falling back to the default tier"
+                        );
+                        sending = default.clone();
+                    }
+                }
                 let delay = backoff(self.cfg.backoff, retries, attempt.retry_after);
                 let out_of_time = started.elapsed() + delay > self.cfg.max_retry_time;
                 if !attempt.retryable || retries >= self.cfg.max_retries || out_of_time {
