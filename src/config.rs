@@ -409,11 +409,14 @@ impl Config {
             tpm: c.tpm,
             service_tier: match c.service_tier.as_deref() {
                 None => None,
-                Some(t @ ("auto" | "default" | "flex" | "priority")) => Some(t.to_owned()),
+                // The values of the Chat Completions `ServiceTier` (OpenAI's OpenAPI description).
+                Some(t @ ("auto" | "default" | "flex" | "scale" | "priority" | "fast")) => {
+                    Some(t.to_owned())
+                }
                 Some(other) => {
                     return Err(ConfigError::Value {
                         key: "cloud.service_tier",
-                        message: format!("`{other}` is not a service tier\nhint: use auto, default, flex or priority"),
+                        message: format!("`{other}` is not a service tier\nhint: use auto, default, flex, scale, priority or fast"),
                     })
                 }
             },
