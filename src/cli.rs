@@ -382,6 +382,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .guard
         .for_script(&args.script, config.source.as_deref())?;
     crate::guard::Guard::new(&policy)?;
+    crate::spend::validate(&config.budget, &args.script, config.source.as_deref())?;
     let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
     let schemas: Vec<&str> = bundle.schemas.names().collect();
     println!(

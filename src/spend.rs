@@ -173,56 +173,7 @@ impl Spend {
         settings: Option<&Path>,
     ) -> Result<Option<Spend>, SpendError> {
         let dir = crate::pipeline::settings_dir(settings);
-        let mut key = script.display().to_string();
-        let mut pipeline = None;
-        for (name, caps) in &file.scripts {
-            if !name.ends_with(".rhai") {
-                return Err(SpendError::BareKey(name.clone()));
-            }
-            if crate::pipeline::names_script(&dir, name, script) {
-                pipeline = Some((name.clone(), *caps));
-                key = name.clone();
-            }
-        }
-        let mut caps = Vec::new();
-        let mut share = None;
-        let mut add = |table: String, c: &Caps, pipeline: bool| -> Result<(), SpendError> {
-            for (field, value, scope) in [
-                ("run_usd", c.run_usd, Scope::Run),
-                (
-                    "daily_usd",
-                    c.daily_usd,
-                    if pipeline {
-                        Scope::PipelineDay
-                    } else {
-                        Scope::Day
-                    },
-                ),
-            ] {
-                if let Some(limit) = value {
-                    let name = format!("{table} {field}");
-                    if !(limit.is_finite() && limit >= 0.0) {
-                        return Err(SpendError::Value { name, value: limit });
-                    }
-                    caps.push(Cap { name, limit, scope });
-                }
-            }
-            if let Some(s) = c.max_cloud_share {
-                let name = format!("{table} max_cloud_share");
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(SpendError::Value { name, value: s });
-                }
-                // The stricter share wins.
-                if share.as_ref().is_none_or(|(_, old)| s < *old) {
-                    share = Some((name, s));
-                }
-            }
-            Ok(())
-        };
-        add("[budget]".into(), &file.caps(), false)?;
-        if let Some((name, c)) = &pipeline {
-            add(format!("[budget.scripts.\"{name}\"]"), c, true)?;
-        }
+        let (caps, share, key) = caps_for(file, script, &dir)?;
         if caps.is_empty() && share.is_none() {
             return Ok(None);
         }
@@ -232,17 +183,7 @@ impl Spend {
         };
         let daily = caps.iter().any(|c| c.scope != Scope::Run);
         let ledger = if daily {
-            let path = file
-                .ledger
-                .as_ref()
-                .map(|p| {
-                    if p.is_absolute() {
-                        p.clone()
-                    } else {
-                        dir.join(p)
-                    }
-                })
-                .unwrap_or_else(|| dir.join("hybrid-spend.jsonl"));
+            let path = ledger_path(file, &dir);
             let (all, mine) = read_ledger(&path, &state.day, &key)?;
             state.day_all = all;
             state.day_pipeline = mine;
@@ -267,7 +208,91 @@ impl Spend {
             state: Mutex::new(state),
         }))
     }
+}
 
+/// The `[budget]` table checked for `script` without opening its ledger (`hybrid check`).
+pub fn validate(
+    file: &BudgetFile,
+    script: &Path,
+    settings: Option<&Path>,
+) -> Result<(), SpendError> {
+    caps_for(file, script, &crate::pipeline::settings_dir(settings)).map(|_| ())
+}
+
+fn ledger_path(file: &BudgetFile, dir: &Path) -> PathBuf {
+    file.ledger
+        .as_ref()
+        .map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                dir.join(p)
+            }
+        })
+        .unwrap_or_else(|| dir.join("hybrid-spend.jsonl"))
+}
+
+/// The caps that apply to `script`, the strictest cloud share, and the pipeline's ledger key.
+#[allow(clippy::type_complexity)]
+fn caps_for(
+    file: &BudgetFile,
+    script: &Path,
+    dir: &Path,
+) -> Result<(Vec<Cap>, Option<(String, f64)>, String), SpendError> {
+    let mut key = script.display().to_string();
+    let mut pipeline = None;
+    for (name, caps) in &file.scripts {
+        if !name.ends_with(".rhai") {
+            return Err(SpendError::BareKey(name.clone()));
+        }
+        if crate::pipeline::names_script(dir, name, script) {
+            pipeline = Some((name.clone(), *caps));
+            key = name.clone();
+        }
+    }
+    let mut caps = Vec::new();
+    let mut share = None;
+    let mut add = |table: String, c: &Caps, pipeline: bool| -> Result<(), SpendError> {
+        for (field, value, scope) in [
+            ("run_usd", c.run_usd, Scope::Run),
+            (
+                "daily_usd",
+                c.daily_usd,
+                if pipeline {
+                    Scope::PipelineDay
+                } else {
+                    Scope::Day
+                },
+            ),
+        ] {
+            if let Some(limit) = value {
+                let name = format!("{table} {field}");
+                if !(limit.is_finite() && limit >= 0.0) {
+                    return Err(SpendError::Value { name, value: limit });
+                }
+                caps.push(Cap { name, limit, scope });
+            }
+        }
+        if let Some(s) = c.max_cloud_share {
+            let name = format!("{table} max_cloud_share");
+            if !(0.0..=1.0).contains(&s) {
+                return Err(SpendError::Value { name, value: s });
+            }
+            // The stricter share wins.
+            if share.as_ref().is_none_or(|(_, old)| s < *old) {
+                share = Some((name, s));
+            }
+        }
+        Ok(())
+    };
+    add("[budget]".into(), &file.caps(), false)?;
+    if let Some((name, c)) = &pipeline {
+        add(format!("[budget.scripts.\"{name}\"]"), c, true)?;
+    }
+    Ok((caps, share, key))
+}
+
+impl Spend {
     /// A document started: the cloud share is of documents started so far.
     pub fn document_started(&self) {
         self.state
@@ -438,18 +463,7 @@ pub fn report_lines(
     cloud_usd: f64,
     cloud_share: f64,
 ) -> Vec<String> {
-    let dir = crate::pipeline::settings_dir(settings);
-    let ledger = file
-        .ledger
-        .as_ref()
-        .map(|p| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                dir.join(p)
-            }
-        })
-        .unwrap_or_else(|| dir.join("hybrid-spend.jsonl"));
+    let ledger = ledger_path(file, &crate::pipeline::settings_dir(settings));
     let today = today_by_script(&ledger);
     let all_today: f64 = today.values().sum();
     let pct = |spent: f64, cap: f64| {

@@ -755,3 +755,26 @@ fn functions_read_rules_as_plain_constants_or_through_global() {
     assert_eq!(r["result"]["plain"], 3, "{r}");
     assert_eq!(r["result"]["global"], 3, "{r}");
 }
+
+#[test]
+fn check_refuses_budget_caps_it_cannot_apply() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", ECHO);
+    p.write("hybrid.toml", "[budget.scripts.echo]\nrun_usd = 1.0\n");
+    let done = p.hybrid(&["check", "scripts/echo.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(
+        done.stderr()
+            .contains("[budget.scripts.\"scripts/echo.rhai\"]"),
+        "{}",
+        done.stderr()
+    );
+    p.write("hybrid.toml", "[budget]\nmax_cloud_share = 1.5\n");
+    let done = p.hybrid(&["check", "scripts/echo.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(
+        done.stderr().contains("max_cloud_share"),
+        "{}",
+        done.stderr()
+    );
+}
