@@ -494,7 +494,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::debug!(setting = s.name, value = %s.value, origin = %s.origin, "run setting");
     }
     if settings.out.is_none() {
-        for (flag, given) in [("--resume", args.resume), ("--overwrite", args.overwrite)] {
+        // `--overwrite` of stdout is harmless; resuming needs the earlier records.
+        for (flag, given) in [("--resume", args.resume)] {
             if given {
                 anyhow::bail!("{flag} needs a results file\nhint: pass --out FILE, or declare `out` in the pipeline's [pipelines.\"...\"] table in hybrid.toml");
             }
