@@ -504,23 +504,10 @@ fn with_nothing_declared_documents_come_from_piped_stdin() {
 
 #[test]
 fn with_no_inputs_anywhere_and_a_terminal_the_error_shows_both_ways() {
-    use std::os::fd::FromRawFd;
     let p = Project::new();
     p.write("scripts/echo.rhai", ECHO);
     // A pseudo-terminal on stdin: an operator at a prompt, nothing piped.
-    let (mut leader, mut follower) = (0, 0);
-    let made = unsafe {
-        libc::openpty(
-            &mut leader,
-            &mut follower,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(made, 0, "openpty");
-    let terminal = unsafe { std::fs::File::from_raw_fd(follower) };
-    let _leader = unsafe { std::fs::File::from_raw_fd(leader) };
+    let (terminal, _leader) = crate::support::pseudo_terminal();
     let mut run = p.hybrid(&["run", "scripts/echo.rhai"]);
     run.cmd.stdin(terminal);
     let done = run.output();
@@ -630,7 +617,6 @@ fn completions_and_man_pages_cover_the_public_commands_only() {
 #[test]
 fn log_lines_never_share_a_row_with_the_progress_line() {
     use std::io::Read;
-    use std::os::fd::FromRawFd;
     let p = Project::new();
     p.write(
         "scripts/slow.rhai",
@@ -641,19 +627,7 @@ fn log_lines_never_share_a_row_with_the_progress_line() {
         .collect();
     p.write("docs.jsonl", docs);
     // stderr is a pseudo-terminal, so the progress line shows.
-    let (mut leader, mut follower) = (0, 0);
-    let made = unsafe {
-        libc::openpty(
-            &mut leader,
-            &mut follower,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(made, 0, "openpty");
-    let terminal = unsafe { std::fs::File::from_raw_fd(follower) };
-    let mut screen = unsafe { std::fs::File::from_raw_fd(leader) };
+    let (terminal, mut screen) = crate::support::pseudo_terminal();
     let mut run = p.hybrid(&[
         "run",
         "scripts/slow.rhai",

@@ -600,13 +600,12 @@ fn caching_server() -> StubServer {
             0
         };
         let content = crate::openai_stub::instance_of(seen.schema().unwrap()).to_string();
-        let body = serde_json::json!({
-            "id": "chatcmpl-cache", "object": "chat.completion", "model": "gpt-5.4",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20,
-                      "prompt_tokens_details": {"cached_tokens": cached}}
-        });
-        Reply::status(200, &body.to_string())
+        Reply::answer_with(
+            &content,
+            serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20,
+                               "prompt_tokens_details": {"cached_tokens": cached}}),
+            serde_json::json!({}),
+        )
     })
 }
 
@@ -704,12 +703,11 @@ fn tiered_server(flex_down: bool) -> StubServer {
             .header("retry-after", "0");
         }
         let content = crate::openai_stub::instance_of(seen.schema().unwrap()).to_string();
-        let body = serde_json::json!({
-            "id": "chatcmpl-tier", "object": "chat.completion", "model": "gpt-5.4", "service_tier": tier,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
-        });
-        Reply::status(200, &body.to_string())
+        Reply::answer_with(
+            &content,
+            serde_json::json!({"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}),
+            serde_json::json!({"service_tier": tier}),
+        )
     })
 }
 

@@ -61,6 +61,20 @@ impl Reply {
         Reply::completion(json!({"role": "assistant", "content": content}), "stop")
     }
 
+    /// A successful answer with `content`, the given `usage`, and `extra` top-level fields
+    /// (`service_tier`, ...), as servers that report those differently send it.
+    pub fn answer_with(content: &str, usage: Value, extra: Value) -> Reply {
+        let mut body = json!({
+            "id": "chatcmpl-stub", "object": "chat.completion", "model": "gpt-5.4",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        Reply::status(200, &body.to_string())
+    }
+
     pub fn completion(message: Value, finish_reason: &str) -> Reply {
         let body = json!({
             "id": "chatcmpl-stub",

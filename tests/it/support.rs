@@ -281,3 +281,26 @@ pub fn make_pdf(lines: &[&str], encrypted: bool) -> Vec<u8> {
     );
     pdf
 }
+
+/// A pseudo-terminal: the end a child gets as its stdin or stderr (it is a terminal to it),
+/// and the end the test reads what it shows from.
+pub fn pseudo_terminal() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut leader, mut follower) = (0, 0);
+    let made = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(made, 0, "openpty");
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(follower),
+            std::fs::File::from_raw_fd(leader),
+        )
+    }
+}
