@@ -73,6 +73,8 @@ enum Command {
     Check(CheckArgs),
     /// Summarise result files: calls, tokens, local share, spend, and a cost projection.
     Report(ReportArgs),
+    /// Compare the records of two runs over the same documents: what a rule change did.
+    Diff(DiffArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example: `hybrid completions bash > ~/.local/share/bash-completion/completions/hybrid`,
@@ -93,6 +95,27 @@ enum Command {
         /// Folder to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// Records of the earlier run (JSONL written by `hybrid run`).
+    old: PathBuf,
+    /// Records of the later run over the same documents.
+    new: PathBuf,
+    /// Print the comparison as JSON.
+    #[arg(long, conflicts_with = "ids")]
+    json: bool,
+    /// Print only the ids of the documents whose outcome changed, one per line.
+    #[arg(long)]
+    ids: bool,
+    /// Documents per day for the projected monthly spend.
+    #[arg(long, value_name = "DOCS_PER_DAY", default_value_t = 1000.0)]
+    volume: f64,
+    /// Settings file with `[prices]` [default: `hybrid.toml` beside the records, in their
+    /// parent folder, or here].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +349,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
         Command::Report(args) => report(args),
+        Command::Diff(args) => {
+            let path = args
+                .config
+                .clone()
+                .or_else(|| FileConfig::discover(&args.new));
+            let file = match &path {
+                Some(p) => FileConfig::load(p)?,
+                None => FileConfig::default(),
+            };
+            let config = Config::resolve(file, path, &Overrides::default())?;
+            let d = crate::diff::diff(&args.old, &args.new, &config.pricing, args.volume)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else if args.ids {
+                for c in &d.changed {
+                    println!("{}", c.id);
+                }
+            } else {
+                print!("{}", crate::diff::render_text(&d, &args.old, &args.new));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -27,6 +27,7 @@
 //! | see copied text through disguise, across calls     | [`guard::overlap`]        |
 //! | log every cloud payload for auditors               | [`audit`]                 |
 //! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
+//! | what a rule change did (`hybrid diff`)             | [`diff`]                  |
 //! | cap cloud spend per run, day and pipeline          | [`spend`]                 |
 
 pub mod audit;
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod defs;
+pub mod diff;
 pub mod documents;
 pub mod extract;
 pub mod guard;

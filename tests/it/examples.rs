@@ -215,3 +215,58 @@ fn contract_triage_escalates_local_json_that_fails_its_schema() {
     );
     assert!(!sent.raw.contains("CONTRATO DE PRESTACIÓN"));
 }
+
+#[test]
+fn diff_shows_what_a_threshold_change_did() {
+    let p = shipped();
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    let run = |out: &str| {
+        p.hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "--local-url",
+            &url,
+            "--cloud-url",
+            &url,
+            "--out",
+            out,
+        ])
+        .output()
+        .expect_code(0);
+    };
+    // The stub's triage has confidence 0: below 0.75 every contract escalates; below 0 none.
+    run("before.jsonl");
+    p.set_constant(
+        "contract_triage.rhai",
+        "const ESCALATE_BELOW = 0.75;",
+        "const ESCALATE_BELOW = 0.0;",
+    );
+    run("after.jsonl");
+    let n = std::fs::read_dir(p.path("samples/contracts")).unwrap().count();
+    let text = p
+        .hybrid(&["diff", "before.jsonl", "after.jsonl"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    assert!(text.contains(&format!("changed          {n} (100.0%)")), "{text}");
+    assert!(text.contains(&format!("cloud {n} → 0, local 0 → {n}")), "{text}");
+    assert!(text.contains(&format!("cloud calls      {n} → 0")), "{text}");
+    assert!(text.contains("decision: \"cloud\" → \"local\""), "{text}");
+    let ids = p
+        .hybrid(&["diff", "before.jsonl", "after.jsonl", "--ids"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    assert_eq!(ids.lines().count(), n, "{ids}");
+    let json: serde_json::Value = serde_json::from_str(
+        &p.hybrid(&["diff", "before.jsonl", "after.jsonl", "--json"])
+            .output()
+            .expect_code(0)
+            .stdout(),
+    )
+    .unwrap();
+    assert_eq!(json["new"]["cloud_calls"], 0);
+    assert!(json["old"]["cloud_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["newly_failing"].as_array().unwrap().len(), 0);
+}
