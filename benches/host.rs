@@ -84,6 +84,9 @@ fn run_with(
             url,
             "--jobs",
             &jobs.to_string(),
+            // Every run pays for its calls.
+            "--cache",
+            "off",
         ])
         .args(extra)
         .current_dir(dir)

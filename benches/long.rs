@@ -275,6 +275,9 @@ fn main() {
                         .args([
                             "--no-progress",
                             "--overwrite",
+                            // Every run pays for its calls, as the Python one does.
+                            "--cache",
+                            "off",
                             "--local-url",
                             &url,
                             "--cloud-url",

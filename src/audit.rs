@@ -33,6 +33,8 @@ pub enum Outcome {
     Failed,
     Blocked,
     DryRun,
+    /// Answered from the answer cache: nothing left.
+    Cached,
 }
 
 /// One audit line.

@@ -75,6 +75,8 @@ enum Command {
     Report(ReportArgs),
     /// Compare the records of two runs over the same documents: what a rule change did.
     Diff(DiffArgs),
+    /// Look after the answer cache: `stats`, `prune --older-than 30d`, `clear`.
+    Cache(CacheArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example: `hybrid completions bash > ~/.local/share/bash-completion/completions/hybrid`,
@@ -95,6 +97,28 @@ enum Command {
         /// Folder to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct CacheArgs {
+    #[command(subcommand)]
+    action: CacheAction,
+    /// The cache file [default: `.hybrid/cache.db` here].
+    #[arg(long, global = true, value_name = "FILE")]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheAction {
+    /// Entries by function and model, with the oldest and newest.
+    Stats,
+    /// Drop entries stored longer ago than AGE (`30d`, `12h`, `90m`).
+    Prune {
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+    },
+    /// Drop every entry.
+    Clear,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +220,10 @@ struct RunArgs {
     /// path`, else beside --out as NAME.audit.jsonl, else ./hybrid-audit.jsonl].
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// The answer cache: a file, or `off` [default: `[cache] path`, else
+    /// `.hybrid/cache.db` in the folder of --out, else here].
+    #[arg(long, value_name = "FILE|off")]
+    cache: Option<PathBuf>,
     /// Where `emit(stream, value)` appends `STREAM.jsonl` [default: the pipeline's
     /// `emit_dir`, else the folder of --out, else the current one].
     #[arg(long, value_name = "DIR")]
@@ -349,6 +377,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
         Command::Report(args) => report(args),
+        Command::Cache(args) => cache_command(args),
         Command::Diff(args) => {
             let path = args
                 .config
@@ -396,6 +425,80 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// script that builds a value nested a million deep (within `max_document_memory`) is dropped
 /// and printed by recursive code, and must not overflow and take the host down.
 const DOCUMENT_STACK: usize = 1 << 30;
+
+fn cache_command(args: CacheArgs) -> anyhow::Result<ExitCode> {
+    use crate::cache::{AnswerCache, Mode};
+    let path = args
+        .cache
+        .unwrap_or_else(|| crate::cache::default_path(std::path::Path::new(".")));
+    if !path.exists() {
+        anyhow::bail!(
+            "no answer cache at `{}`\nhint: runs keep one at .hybrid/cache.db beside their --out; pass --cache FILE",
+            path.display()
+        );
+    }
+    let cache = AnswerCache::open(&path, Mode::ReadWrite, Mode::ReadWrite)?;
+    match args.action {
+        CacheAction::Stats => {
+            let rows = cache.stats()?;
+            let when = |t: i64| {
+                chrono::DateTime::from_timestamp(t, 0)
+                    .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
+            };
+            println!("answer cache {}", path.display());
+            println!(
+                "  {:<8} {:<28} {:>9}  {:<16}  {:<16}",
+                "function", "model", "answers", "oldest (UTC)", "newest (UTC)"
+            );
+            for (function, model, n, oldest, newest) in &rows {
+                println!(
+                    "  {function:<8} {model:<28} {n:>9}  {:<16}  {:<16}",
+                    when(*oldest),
+                    when(*newest)
+                );
+            }
+            let total: i64 = rows.iter().map(|r| r.2).sum();
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            println!("  {total} answers, {:.1} MB", bytes as f64 / 1e6);
+        }
+        CacheAction::Prune { older_than } => {
+            let age = crate::cache::parse_age(&older_than).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`{older_than}` is not an age\nhint: write it like 30d, 12h, 90m or 3600s"
+                )
+            })?;
+            println!("{} answers dropped", cache.prune(Some(age))?);
+        }
+        CacheAction::Clear => println!("{} answers dropped", cache.prune(None)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The answer cache a run uses: `--cache FILE|off`, else `[cache]`, else beside the output.
+fn open_cache(
+    flag: Option<&std::path::Path>,
+    config: &Config,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Arc<crate::cache::AnswerCache>>> {
+    use crate::cache::{AnswerCache, Mode};
+    if flag.is_some_and(|f| f == std::path::Path::new("off")) {
+        return Ok(None);
+    }
+    let local = Mode::parse("local", config.cache.local.as_deref())?;
+    let cloud = Mode::parse("cloud", config.cache.cloud.as_deref())?;
+    if local == Mode::Off && cloud == Mode::Off {
+        return Ok(None);
+    }
+    let path = match (flag, &config.cache.path) {
+        (Some(f), _) => f.to_owned(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => crate::cache::default_path(&pipeline::output_dir(out)),
+    };
+    let cache = AnswerCache::open(&path, local, cloud)?;
+    tracing::debug!(cache = %path.display(), "answer cache");
+    Ok(Some(Arc::new(cache)))
+}
 
 fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use clap::CommandFactory;
@@ -661,6 +764,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             CloudMode::DryRun => None,
         },
         pipeline: args.script.display().to_string(),
+        cache: open_cache(args.cache.as_deref(), &config, settings.out.as_deref())?,
     });
     let options = RunOptions {
         jobs: config.jobs,

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub pipelines: std::collections::BTreeMap<String, crate::pipeline::PipelineFile>,
     /// `[budget]`: spend caps.
     pub budget: crate::spend::BudgetFile,
+    /// `[cache]`: the answer cache.
+    pub cache: crate::cache::CacheFile,
 }
 
 /// `[audit]`.
@@ -319,6 +321,7 @@ pub struct Config {
     /// The file the settings came from, if any.
     pub source: Option<PathBuf>,
     pub budget: crate::spend::BudgetFile,
+    pub cache: crate::cache::CacheFile,
     /// The effective value and origin of the settings an operator most often asks about
     /// (`hybrid check` prints them).
     pub shown: Vec<crate::pipeline::Shown>,
@@ -608,6 +611,7 @@ impl Config {
             },
             source,
             budget: file.budget,
+            cache: file.cache,
             shown,
         })
     }

@@ -26,12 +26,14 @@
 //! | check what leaves for the cloud (egress guard)     | [`guard`]                 |
 //! | see copied text through disguise, across calls     | [`guard::overlap`]        |
 //! | log every cloud payload for auditors               | [`audit`]                 |
+//! | keep model answers for reruns (the answer cache)   | [`cache`]                 |
 //! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
 //! | what a rule change did (`hybrid diff`)             | [`diff`]                  |
 //! | cap cloud spend per run, day and pipeline          | [`spend`]                 |
 
 pub mod audit;
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod cost;

@@ -67,6 +67,10 @@ pub struct CallRecord {
     /// True when nothing was sent (`--cloud dry-run`): usage and cost are estimates.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// True when the answer came from the answer cache: nothing was called, nothing paid
+    /// (`usage` and `request_id` are the original call's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// What the egress guard redacted on the way out.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub redactions: Vec<crate::guard::Redaction>,

@@ -35,6 +35,14 @@ impl Role {
             Role::Cloud => "cloud",
         }
     }
+
+    /// What the answer cache may do for this function's calls.
+    fn cache_mode(self, cache: &crate::cache::AnswerCache) -> crate::cache::Mode {
+        match self {
+            Role::Local => cache.local,
+            Role::Cloud => cache.cloud,
+        }
+    }
 }
 
 const OPTIONS: &[&str] = &[
@@ -70,6 +78,8 @@ struct Prepared {
     egress: Option<Arc<Egress>>,
     /// For the cloud under a `[budget]`: the estimated cost held until the call is over.
     reservation: Option<crate::spend::Reservation>,
+    /// The answer cache and this request's key in it, when the function uses the cache.
+    cache: Option<(Arc<crate::cache::AnswerCache>, String)>,
 }
 
 /// `local(prompt)`, `local(options)` and `local(prompt, schema)` (and the same for `cloud`).
@@ -207,6 +217,20 @@ fn prepare(
         request.prompt = prompt_text(&parts);
         (Vec::new(), None)
     };
+    let cache = doc
+        .services
+        .cache
+        .as_ref()
+        .filter(|_| backend.name() != "dry-run")
+        .map(|c| {
+            let key = crate::cache::AnswerCache::key(
+                role.fn_name(),
+                backend.name(),
+                backend.model(),
+                &request,
+            );
+            (c.clone(), key)
+        });
     let reservation = match (&doc.services.spend, &egress) {
         (Some(spend), Some(egress)) => Some(reserve(
             doc,
@@ -228,6 +252,7 @@ fn prepare(
         request,
         egress,
         reservation,
+        cache,
     })
 }
 
@@ -345,14 +370,28 @@ fn guard_cloud(
 struct Reply {
     result: Result<ModelResponse, ModelError>,
     ms: u64,
+    /// Answered from the answer cache.
+    cached: bool,
 }
 
 async fn execute(p: &Prepared) -> Reply {
     let started = Instant::now();
+    if let Some((cache, key)) = &p.cache {
+        if p.role.cache_mode(cache).reads() {
+            if let Some(answer) = cache.get(key) {
+                return Reply {
+                    result: Ok(answer),
+                    ms: started.elapsed().as_millis() as u64,
+                    cached: true,
+                };
+            }
+        }
+    }
     let result = p.backend.complete(&p.request).await;
     Reply {
         result,
         ms: started.elapsed().as_millis() as u64,
+        cached: false,
     }
 }
 
@@ -375,8 +414,17 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
         request,
         egress,
         reservation,
+        cache,
     } = p;
     let dry_run = backend.name() == "dry-run";
+    let cached = outcome.cached;
+    // A fresh answer goes into the cache before it is checked: the cache records what was
+    // answered (an answer that fails its schema fails the same way when replayed).
+    if let (Ok(answer), Some((cache, key)), false) = (&outcome.result, &cache, cached) {
+        if role.cache_mode(cache).writes() {
+            cache.put(key, role.fn_name(), answer);
+        }
+    }
     let result = outcome
         .result
         .and_then(|resp| decode(resp, schema.as_deref(), dry_run, request.thinking));
@@ -390,6 +438,7 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
     );
     record.ms = outcome.ms;
     record.dry_run = dry_run;
+    record.cached = cached;
     record.redactions = redactions.clone();
     match &result {
         Ok((resp, _)) => {
@@ -416,10 +465,15 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
             .has_rate()
             .then(|| pricing.local.call_cost(outcome.ms)),
     };
+    if cached {
+        // Nothing was called: nothing was paid.
+        record.cost_usd = record.cost_usd.map(|_| 0.0);
+    }
 
     if let Some(egress) = &egress {
         let outcome_kind = match (&result, dry_run) {
             (_, true) => Outcome::DryRun,
+            _ if cached => Outcome::Cached,
             (Ok(_), false) => Outcome::Sent,
             (Err(_), false) => Outcome::Failed,
         };
@@ -730,6 +784,7 @@ impl CallRecord {
             request_id: None,
             service_tier: None,
             dry_run: false,
+            cached: false,
             redactions: Vec::new(),
         }
     }

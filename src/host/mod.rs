@@ -52,6 +52,8 @@ pub struct Services {
     pub spend: Option<Arc<crate::spend::Spend>>,
     /// The pipeline's script as named on the command line (for the prompt-cache key).
     pub pipeline: String,
+    /// Model answers by request: read before a call, written after (per `[cache]` modes).
+    pub cache: Option<Arc<crate::cache::AnswerCache>>,
 }
 
 impl Services {

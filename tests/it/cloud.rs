@@ -32,6 +32,7 @@ fn project(script: &str) -> Project {
 
 fn run_one(p: &Project, server: &StubServer, extra: &[&str]) -> crate::support::Done {
     let url = server.url();
+    // These tests are about what reaches the server: no answer cache in between.
     let mut args = vec![
         "run",
         "scripts/s.rhai",
@@ -40,6 +41,8 @@ fn run_one(p: &Project, server: &StubServer, extra: &[&str]) -> crate::support::
         url.as_str(),
         "--jobs",
         "1",
+        "--cache",
+        "off",
     ];
     args.extend_from_slice(extra);
     p.hybrid(&args)
@@ -456,6 +459,8 @@ fn a_shared_limiter_keeps_a_crowd_of_documents_under_the_rate_limit() {
                 "32",
                 "--max-retries",
                 "8",
+                "--cache",
+                "off",
             ])
             .stdin(docs.clone())
             .output()
@@ -773,4 +778,93 @@ fn flex_processing_is_asked_for_priced_at_half_and_can_fall_back_to_the_default_
         .output()
         .expect_code(0);
     assert_eq!(done.record("d1")["calls"][0]["service_tier"], "flex");
+}
+
+#[test]
+fn a_rerun_pays_only_for_calls_it_has_never_made() {
+    let p = project(CATCHING);
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    let run = |docs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud-url",
+            &url,
+            "--out",
+            "out/r.jsonl",
+            "--overwrite",
+            "--audit",
+            "audit.jsonl",
+        ];
+        args.extend_from_slice(extra);
+        p.hybrid(&args)
+            .stdin(docs.to_owned())
+            .output()
+            .expect_code(0)
+    };
+    let docs = "{\"id\": \"a\", \"text\": \"uno\"}\n{\"id\": \"b\", \"text\": \"dos\"}\n";
+    run(docs, &[]);
+    assert_eq!(server.requests().len(), 2);
+    assert!(p.path("out/.hybrid/cache.db").exists(), "beside the output");
+    let first = crate::support::read_records(&p.path("out/r.jsonl"));
+
+    // The same documents and one new one: only the new one is called.
+    let more = format!("{docs}{{\"id\": \"c\", \"text\": \"tres\"}}\n");
+    run(&more, &[]);
+    assert_eq!(server.requests().len(), 3);
+    let records = crate::support::read_records(&p.path("out/r.jsonl"));
+    let call = |id: &str| records.iter().find(|r| r["id"] == id).unwrap()["calls"][0].clone();
+    assert_eq!(call("a")["cached"], true);
+    assert_eq!(call("a")["cost_usd"], 0.0);
+    assert_eq!(call("a")["request_id"], first[0]["calls"][0]["request_id"]);
+    assert!(call("c")["cached"].is_null(), "{}", call("c"));
+    assert_eq!(
+        records.iter().find(|r| r["id"] == "a").unwrap()["result"],
+        first[0]["result"]
+    );
+    // Nothing left for a hit, and the audit log says so.
+    let audit = std::fs::read_to_string(p.path("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"outcome\":\"cached\""))
+            .count(),
+        2
+    );
+
+    // `--cache off`, or the cloud's mode off, calls again.
+    run(docs, &["--cache", "off"]);
+    assert_eq!(server.requests().len(), 5);
+    p.write("hybrid.toml", "[cache]\ncloud = \"off\"\n");
+    run(docs, &[]);
+    assert_eq!(server.requests().len(), 7);
+
+    // Looking after it.
+    let stats = p
+        .hybrid(&["cache", "stats", "--cache", "out/.hybrid/cache.db"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    assert!(
+        stats.contains("cloud") && stats.contains("3 answers"),
+        "{stats}"
+    );
+    p.hybrid(&[
+        "cache",
+        "prune",
+        "--older-than",
+        "30d",
+        "--cache",
+        "out/.hybrid/cache.db",
+    ])
+    .output()
+    .expect_code(0);
+    let cleared = p
+        .hybrid(&["cache", "clear", "--cache", "out/.hybrid/cache.db"])
+        .output()
+        .expect_code(0)
+        .stdout();
+    assert!(cleared.contains("3 answers dropped"), "{cleared}");
 }

@@ -243,15 +243,26 @@ fn diff_shows_what_a_threshold_change_did() {
         "const ESCALATE_BELOW = 0.0;",
     );
     run("after.jsonl");
-    let n = std::fs::read_dir(p.path("samples/contracts")).unwrap().count();
+    let n = std::fs::read_dir(p.path("samples/contracts"))
+        .unwrap()
+        .count();
     let text = p
         .hybrid(&["diff", "before.jsonl", "after.jsonl"])
         .output()
         .expect_code(0)
         .stdout();
-    assert!(text.contains(&format!("changed          {n} (100.0%)")), "{text}");
-    assert!(text.contains(&format!("cloud {n} → 0, local 0 → {n}")), "{text}");
-    assert!(text.contains(&format!("cloud calls      {n} → 0")), "{text}");
+    assert!(
+        text.contains(&format!("changed          {n} (100.0%)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("cloud {n} → 0, local 0 → {n}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("cloud calls      {n} → 0")),
+        "{text}"
+    );
     assert!(text.contains("decision: \"cloud\" → \"local\""), "{text}");
     let ids = p
         .hybrid(&["diff", "before.jsonl", "after.jsonl", "--ids"])

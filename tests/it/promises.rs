@@ -292,6 +292,9 @@ fn process(doc) {
             &url,
             "--out",
             "out/r.jsonl",
+            // Every call must reach the server: no answer cache.
+            "--cache",
+            "off",
         ])
         .stdin(input)
         .output()
