@@ -220,6 +220,11 @@ struct RunArgs {
     /// path`, else beside --out as NAME.audit.jsonl, else ./hybrid-audit.jsonl].
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// Answer every model call from the answer cache and call no model: a what-if run of
+    /// changed rules over traffic already answered. A call the cache lacks is estimated as in
+    /// `--cloud dry-run` (placeholders marked `[replay-miss]`) and counted.
+    #[arg(long)]
+    replay: bool,
     /// The answer cache: a file, or `off` [default: `[cache] path`, else
     /// `.hybrid/cache.db` in the folder of --out, else here].
     #[arg(long, value_name = "FILE|off")]
@@ -480,13 +485,23 @@ fn open_cache(
     flag: Option<&std::path::Path>,
     config: &Config,
     out: Option<&std::path::Path>,
+    replay: bool,
 ) -> anyhow::Result<Option<Arc<crate::cache::AnswerCache>>> {
     use crate::cache::{AnswerCache, Mode};
     if flag.is_some_and(|f| f == std::path::Path::new("off")) {
+        if replay {
+            anyhow::bail!("--replay answers from the answer cache, so it cannot run with --cache off\nhint: pass --cache FILE to replay from another cache");
+        }
         return Ok(None);
     }
-    let local = Mode::parse("local", config.cache.local.as_deref())?;
-    let cloud = Mode::parse("cloud", config.cache.cloud.as_deref())?;
+    let (mut local, mut cloud) = (
+        Mode::parse("local", config.cache.local.as_deref())?,
+        Mode::parse("cloud", config.cache.cloud.as_deref())?,
+    );
+    if replay {
+        // A replay reads whatever the modes say, and writes nothing.
+        (local, cloud) = (Mode::Read, Mode::Read);
+    }
     if local == Mode::Off && cloud == Mode::Off {
         return Ok(None);
     }
@@ -755,16 +770,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pricing: config.pricing.clone(),
         cloud_endpoint: crate::audit::endpoint_host(&config.cloud.base_url),
         streams: crate::host::emit::Streams::new(settings.emit_dir.clone()),
-        // A dry run spends nothing: the caps apply to calls that are paid for.
+        // A dry run or a replay spends nothing: the caps apply to calls that are paid for.
         spend: match config.cloud_mode {
-            CloudMode::Live => {
+            CloudMode::Live if !args.replay => {
                 crate::spend::Spend::open(&config.budget, &args.script, config.source.as_deref())?
                     .map(Arc::new)
             }
-            CloudMode::DryRun => None,
+            _ => None,
         },
         pipeline: args.script.display().to_string(),
-        cache: open_cache(args.cache.as_deref(), &config, settings.out.as_deref())?,
+        cache: open_cache(
+            args.cache.as_deref(),
+            &config,
+            settings.out.as_deref(),
+            args.replay,
+        )?,
+        replay: args.replay,
     });
     let options = RunOptions {
         jobs: config.jobs,

@@ -71,6 +71,10 @@ pub struct CallRecord {
     /// (`usage` and `request_id` are the original call's).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// True when `--replay` found no cached answer: usage, cost and answer are estimates
+    /// (placeholders marked `[replay-miss]`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay_miss: bool,
     /// What the egress guard redacted on the way out.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub redactions: Vec<crate::guard::Redaction>,
@@ -89,6 +93,8 @@ pub struct Summary {
     pub wall_ms: u64,
     /// Documents passed over because the results file already had their record (--resume).
     pub skipped: u64,
+    /// Calls `--replay` could not answer from the cache.
+    pub replay_misses: u64,
 }
 
 impl Summary {
@@ -106,6 +112,9 @@ impl Summary {
             }
             if !call.ok {
                 self.failed_calls += 1;
+            }
+            if call.replay_miss {
+                self.replay_misses += 1;
             }
             self.tokens += call.usage.prompt_tokens + call.usage.completion_tokens;
         }
@@ -129,6 +138,13 @@ impl std::fmt::Display for Summary {
         )?;
         if self.skipped > 0 {
             write!(f, "; {} skipped (already in the results)", self.skipped)?;
+        }
+        if self.replay_misses > 0 {
+            write!(
+                f,
+                "; {} calls not in the answer cache (estimated, [replay-miss])",
+                self.replay_misses
+            )?;
         }
         Ok(())
     }

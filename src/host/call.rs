@@ -80,6 +80,8 @@ struct Prepared {
     reservation: Option<crate::spend::Reservation>,
     /// The answer cache and this request's key in it, when the function uses the cache.
     cache: Option<(Arc<crate::cache::AnswerCache>, String)>,
+    /// `--replay`: no model is called.
+    replay: bool,
 }
 
 /// `local(prompt)`, `local(options)` and `local(prompt, schema)` (and the same for `cloud`).
@@ -253,6 +255,7 @@ fn prepare(
         egress,
         reservation,
         cache,
+        replay: doc.services.replay,
     })
 }
 
@@ -372,26 +375,40 @@ struct Reply {
     ms: u64,
     /// Answered from the answer cache.
     cached: bool,
+    /// `--replay` found no cached answer: an estimate stands in.
+    replay_miss: bool,
 }
 
 async fn execute(p: &Prepared) -> Reply {
     let started = Instant::now();
     if let Some((cache, key)) = &p.cache {
-        if p.role.cache_mode(cache).reads() {
+        if p.replay || p.role.cache_mode(cache).reads() {
             if let Some(answer) = cache.get(key) {
                 return Reply {
                     result: Ok(answer),
                     ms: started.elapsed().as_millis() as u64,
                     cached: true,
+                    replay_miss: false,
                 };
             }
         }
+    }
+    if p.replay {
+        // Never a model: an estimate, as a dry run makes it.
+        let miss = crate::models::dry_run::DryRunBackend::replay_miss(p.backend.model().to_owned());
+        return Reply {
+            result: miss.complete(&p.request).await,
+            ms: started.elapsed().as_millis() as u64,
+            cached: false,
+            replay_miss: true,
+        };
     }
     let result = p.backend.complete(&p.request).await;
     Reply {
         result,
         ms: started.elapsed().as_millis() as u64,
         cached: false,
+        replay_miss: false,
     }
 }
 
@@ -415,12 +432,13 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
         egress,
         reservation,
         cache,
+        replay,
     } = p;
-    let dry_run = backend.name() == "dry-run";
+    let dry_run = backend.name() == "dry-run" || outcome.replay_miss;
     let cached = outcome.cached;
     // A fresh answer goes into the cache before it is checked: the cache records what was
     // answered (an answer that fails its schema fails the same way when replayed).
-    if let (Ok(answer), Some((cache, key)), false) = (&outcome.result, &cache, cached) {
+    if let (Ok(answer), Some((cache, key)), false) = (&outcome.result, &cache, cached || replay) {
         if role.cache_mode(cache).writes() {
             cache.put(key, role.fn_name(), answer);
         }
@@ -439,6 +457,7 @@ fn finish(doc: &DocContext, p: Prepared, outcome: Reply) -> RhaiResult<Dynamic> 
     record.ms = outcome.ms;
     record.dry_run = dry_run;
     record.cached = cached;
+    record.replay_miss = outcome.replay_miss;
     record.redactions = redactions.clone();
     match &result {
         Ok((resp, _)) => {
@@ -785,6 +804,7 @@ impl CallRecord {
             service_tier: None,
             dry_run: false,
             cached: false,
+            replay_miss: false,
             redactions: Vec::new(),
         }
     }

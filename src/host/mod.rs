@@ -54,6 +54,8 @@ pub struct Services {
     pub pipeline: String,
     /// Model answers by request: read before a call, written after (per `[cache]` modes).
     pub cache: Option<Arc<crate::cache::AnswerCache>>,
+    /// `--replay`: answer every call from the cache, call no model.
+    pub replay: bool,
 }
 
 impl Services {

@@ -16,9 +16,13 @@ pub const ASSUMED_OUTPUT_TOKENS: u64 = 400;
 /// The marker every placeholder string carries.
 pub const MARKER: &str = "[dry-run]";
 
+/// The marker of a `--replay` call the answer cache could not answer.
+pub const REPLAY_MISS: &str = "[replay-miss]";
+
 pub struct DryRunBackend {
     model: String,
     service_tier: Option<String>,
+    marker: &'static str,
 }
 
 impl DryRunBackend {
@@ -26,6 +30,17 @@ impl DryRunBackend {
         DryRunBackend {
             model,
             service_tier,
+            marker: MARKER,
+        }
+    }
+
+    /// The stand-in for a model `--replay` found no cached answer for: estimates, and
+    /// placeholders that say `[replay-miss]`.
+    pub fn replay_miss(model: String) -> DryRunBackend {
+        DryRunBackend {
+            model,
+            service_tier: None,
+            marker: REPLAY_MISS,
         }
     }
 }
@@ -57,8 +72,8 @@ impl Backend for DryRunBackend {
                 prompt.push_str(&schema.json.to_string());
             }
             let text = match &req.schema {
-                Some(schema) => placeholder(&schema.json).to_string(),
-                None => format!("{MARKER} the cloud was not called"),
+                Some(schema) => placeholder_marked(&schema.json, self.marker).to_string(),
+                None => format!("{} the model was not called", self.marker),
             };
             Ok(ModelResponse {
                 text,
@@ -82,6 +97,12 @@ impl Backend for DryRunBackend {
 /// A value shaped like `schema`: enums take their first value, strings say `[dry-run]`,
 /// numbers sit at their minimum (or 0), arrays hold their minimum number of items.
 pub fn placeholder(schema: &Value) -> Value {
+    placeholder_marked(schema, MARKER)
+}
+
+/// [`placeholder`] with `marker` in its strings.
+fn placeholder_marked(schema: &Value, marker: &str) -> Value {
+    let placeholder = |s: &Value| placeholder_marked(s, marker);
     if let Some(first) = schema["enum"].as_array().and_then(|v| v.first()) {
         return first.clone();
     }
@@ -126,7 +147,7 @@ pub fn placeholder(schema: &Value) -> Value {
             .min(schema["maximum"].as_f64().unwrap_or(f64::MAX))),
         "boolean" => json!(false),
         "null" => Value::Null,
-        _ => json!(MARKER),
+        _ => json!(marker),
     }
 }
 

@@ -242,7 +242,28 @@ fn diff_shows_what_a_threshold_change_did() {
         "const ESCALATE_BELOW = 0.75;",
         "const ESCALATE_BELOW = 0.0;",
     );
-    run("after.jsonl");
+    // What-if: the changed rules over the same traffic, answered from the cache.
+    let sent = server.requests().len();
+    let replayed = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "--replay",
+            "--local-url",
+            &url,
+            "--cloud-url",
+            &url,
+            "--out",
+            "after.jsonl",
+        ])
+        .output()
+        .expect_code(0);
+    assert_eq!(server.requests().len(), sent, "a replay calls no model");
+    assert!(
+        !replayed.stderr().contains("not in the answer cache"),
+        "{}",
+        replayed.stderr()
+    );
     let n = std::fs::read_dir(p.path("samples/contracts"))
         .unwrap()
         .count();
@@ -280,4 +301,35 @@ fn diff_shows_what_a_threshold_change_did() {
     assert_eq!(json["new"]["cloud_calls"], 0);
     assert!(json["old"]["cloud_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(json["newly_failing"].as_array().unwrap().len(), 0);
+
+    // A prompt edit makes requests the cache has never seen: estimated, marked and counted.
+    p.set_constant(
+        "contract_triage.rhai",
+        "Classify the contract,",
+        "Classify the agreement,",
+    );
+    let missed = p
+        .hybrid(&[
+            "run",
+            "scripts/contract_triage.rhai",
+            "--replay",
+            "--local-url",
+            &url,
+            "--cloud-url",
+            &url,
+            "--out",
+            "missed.jsonl",
+        ])
+        .output()
+        .expect_code(0);
+    assert_eq!(server.requests().len(), sent);
+    assert!(
+        missed
+            .stderr()
+            .contains(&format!("{n} calls not in the answer cache")),
+        "{}",
+        missed.stderr()
+    );
+    let records = crate::support::read_records(&p.path("missed.jsonl"));
+    assert!(records.iter().all(|r| r["calls"][0]["replay_miss"] == true));
 }
