@@ -73,6 +73,9 @@ enum Command {
     Check(CheckArgs),
     /// Summarise result files: calls, tokens, local share, spend, and a cost projection.
     Report(ReportArgs),
+    /// Run a pipeline's cases (NAME.cases.jsonl beside it) with the answers they give, no
+    /// model: pass/fail for each, exit 1 if any fails.
+    Test(TestArgs),
     /// Compare the records of two runs over the same documents: what a rule change did.
     Diff(DiffArgs),
     /// Look after the answer cache: `stats`, `prune --older-than 30d`, `clear`.
@@ -97,6 +100,17 @@ enum Command {
         /// Folder to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// The pipeline script.
+    script: PathBuf,
+    /// The cases file [default: NAME.cases.jsonl beside the script].
+    #[arg(long, value_name = "FILE")]
+    cases: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -383,6 +397,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::Report(args) => report(args),
         Command::Cache(args) => cache_command(args),
+        Command::Test(args) => test_command(args),
         Command::Diff(args) => {
             let path = args
                 .config
@@ -430,6 +445,68 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// script that builds a value nested a million deep (within `max_document_memory`) is dropped
 /// and printed by recursive code, and must not overflow and take the host down.
 const DOCUMENT_STACK: usize = 1 << 30;
+
+fn test_command(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let (config, _) = args.common.config(&args.script, None)?;
+    let (policy, _) = config
+        .guard
+        .for_script(&args.script, config.source.as_deref())?;
+    let guard = crate::guard::Guard::new(&policy)?;
+    let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
+    let path = args
+        .cases
+        .clone()
+        .unwrap_or_else(|| crate::cases::cases_path(&args.script));
+    let cases = crate::cases::read(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(1)
+        .build()
+        .context("cannot start the async runtime")?;
+    let template = Services {
+        local: models::local_backend(&config)?,
+        cloud: models::cloud_backend(&config)?,
+        runtime: runtime.handle().clone(),
+        guard,
+        audit: None,
+        pricing: config.pricing.clone(),
+        cloud_endpoint: crate::audit::endpoint_host(&config.cloud.base_url),
+        streams: crate::host::emit::Streams::new(std::env::temp_dir()),
+        spend: None,
+        pipeline: args.script.display().to_string(),
+        cache: None,
+        replay: false,
+    };
+    // Documents run on a thread of their own, as in a run (deep values need the stack).
+    let outcomes = std::thread::Builder::new()
+        .stack_size(DOCUMENT_STACK)
+        .spawn(move || crate::cases::run(&bundle, &template, cases))
+        .context("cannot start the case runner")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the case runner panicked; please report it"))?;
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    for o in &outcomes {
+        match &o.failure {
+            None => println!("PASS {} ({}:{})", o.name, path.display(), o.line),
+            Some(why) => println!(
+                "FAIL {} ({}:{})\n     {why}",
+                o.name,
+                path.display(),
+                o.line
+            ),
+        }
+    }
+    println!(
+        "{} cases: {} passed, {failed} failed",
+        outcomes.len(),
+        outcomes.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
 
 fn cache_command(args: CacheArgs) -> anyhow::Result<ExitCode> {
     use crate::cache::{AnswerCache, Mode};

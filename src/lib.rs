@@ -29,11 +29,13 @@
 //! | keep model answers for reruns (the answer cache)   | [`cache`]                 |
 //! | price calls; summarise runs (`hybrid report`)      | [`cost`], [`report`]      |
 //! | what a rule change did (`hybrid diff`)             | [`diff`]                  |
+//! | pin a pipeline's behaviour (`hybrid test`)         | [`cases`]                 |
 //! | cap cloud spend per run, day and pipeline          | [`spend`]                 |
 
 pub mod audit;
 pub mod bundle;
 pub mod cache;
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod cost;

@@ -116,6 +116,28 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind named `name` (as [`ErrorKind::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<ErrorKind> {
+        use ErrorKind::*;
+        [
+            Timeout,
+            RateLimit,
+            Refused,
+            InvalidOutput,
+            Truncated,
+            NotConfigured,
+            Auth,
+            Quota,
+            BadRequest,
+            Server,
+            Connection,
+            Load,
+            Blocked,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",

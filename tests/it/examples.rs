@@ -333,3 +333,41 @@ fn diff_shows_what_a_threshold_change_did() {
     let records = crate::support::read_records(&p.path("missed.jsonl"));
     assert!(records.iter().all(|r| r["calls"][0]["replay_miss"] == true));
 }
+
+#[test]
+fn the_contract_pipelines_cases_pin_its_routing() {
+    let p = shipped();
+    let done = p
+        .hybrid(&["test", "scripts/contract_triage.rhai"])
+        .output()
+        .expect_code(0);
+    let out = done.stdout();
+    assert!(out.contains("10 cases: 10 passed, 0 failed"), "{out}");
+    // A rule edit that changes the routing is caught, with the case, its line and the
+    // difference; the exit code says so.
+    p.set_constant(
+        "contract_triage.rhai",
+        "const ESCALATE_BELOW = 0.75;",
+        "const ESCALATE_BELOW = 0.4;",
+    );
+    let done = p.hybrid(&["test", "scripts/contract_triage.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    let out = done.stdout();
+    assert!(
+        out.contains("FAIL low confidence escalates, and the cloud's risk is kept (scripts/contract_triage.cases.jsonl:2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("decision: expected \"cloud\", got \"local\""),
+        "{out}"
+    );
+    // A broken cases file says where.
+    p.write("scripts/contract_triage.cases.jsonl", "{\"name\": \"x\"}\n");
+    let done = p.hybrid(&["test", "scripts/contract_triage.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(
+        done.stderr().contains("contract_triage.cases.jsonl:1"),
+        "{}",
+        done.stderr()
+    );
+}
