@@ -446,6 +446,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// and printed by recursive code, and must not overflow and take the host down.
 const DOCUMENT_STACK: usize = 1 << 30;
 
+/// With `--watch`, a new version must pass the pipeline's cases (NAME.cases.jsonl, read at
+/// each reload so edits to them count) before it is swapped in.
+fn cases_gate(script: &std::path::Path, services: Arc<Services>) -> Option<crate::watch::Gate> {
+    let path = crate::cases::cases_path(script);
+    if !path.is_file() {
+        return None;
+    }
+    tracing::info!(cases = %path.display(), "new rule versions must pass these cases before they run");
+    Some(Arc::new(move |bundle: &Bundle| {
+        let cases = crate::cases::read(&path).map_err(|e| e.to_string())?;
+        let failed: Vec<String> = crate::cases::run(bundle, &services, cases)
+            .into_iter()
+            .filter_map(|o| {
+                o.failure
+                    .map(|why| format!("{}:{}: {}: {why}", path.display(), o.line, o.name))
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("\n"))
+        }
+    }))
+}
+
 fn test_command(args: TestArgs) -> anyhow::Result<ExitCode> {
     let (config, _) = args.common.config(&args.script, None)?;
     let (policy, _) = config
@@ -758,10 +783,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             timeout: std::time::Duration::from_secs(config.limits.pdf_seconds),
         });
     }
-    let spec = crate::watch::BuildSpec {
+    let mut spec = crate::watch::BuildSpec {
         script: args.script.clone(),
         schemas: config.schemas.clone(),
         limits: config.limits.clone(),
+        gate: None,
     };
     let bundle = spec.build()?;
 
@@ -864,6 +890,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )?,
         replay: args.replay,
     });
+    spec.gate = cases_gate(&args.script, services.clone());
     let options = RunOptions {
         jobs: config.jobs,
         max_bytes: args.max_doc_bytes,

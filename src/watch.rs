@@ -30,12 +30,18 @@ pub struct RulesWatcher {
     _thread: std::thread::JoinHandle<()>,
 }
 
+/// A check a new version must pass before it is swapped in (the pipeline's cases); the
+/// reason it failed.
+pub type Gate = Arc<dyn Fn(&Bundle) -> Result<(), String> + Send + Sync>;
+
 /// What a rebuild needs.
 #[derive(Clone)]
 pub struct BuildSpec {
     pub script: PathBuf,
     pub schemas: Option<PathBuf>,
     pub limits: Limits,
+    /// Run on every new version that compiles; a failure keeps the last good version.
+    pub gate: Option<Gate>,
 }
 
 impl BuildSpec {
@@ -115,6 +121,17 @@ pub fn reload(spec: &BuildSpec, current: &ArcSwap<Bundle>) {
                 return;
             }
             let changed = changed_files(&old.files, &new.files);
+            if let Some(gate) = &spec.gate {
+                if let Err(why) = gate(&new) {
+                    tracing::error!(
+                        keeping = %old.version,
+                        rejected = %new.version,
+                        changed = %changed.join(", "),
+                        "rules not reloaded, the last good version keeps running: the new version fails the pipeline's cases\n{why}"
+                    );
+                    return;
+                }
+            }
             tracing::info!(
                 old = %old.version,
                 new = %new.version,

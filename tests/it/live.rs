@@ -358,3 +358,52 @@ fn base64(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_rule_edit_that_fails_the_pipelines_cases_is_not_swapped_in() {
+    let p = Project::new();
+    p.write(
+        "scripts/s.rhai",
+        "const LIMIT = 10;\nfn process(doc) {\n    #{ long: doc.text.len() > LIMIT }\n}\n",
+    );
+    p.write(
+        "scripts/s.cases.jsonl",
+        "{\"name\": \"a short text is not long\", \"doc\": {\"text\": \"hola\"}, \"expect\": {\"long\": false}}\n",
+    );
+    let running = watching(&p, &[]);
+    p.write("inbox/a.txt", "hola");
+    assert_eq!(record_for(&p, "inbox/a.txt")["result"]["long"], false);
+
+    // A valid script that breaks the case: rejected, the last good version keeps running.
+    save_by_rename(
+        &p,
+        "scripts/s.rhai",
+        "const LIMIT = 2;\nfn process(doc) {\n    #{ long: doc.text.len() > LIMIT }\n}\n",
+    );
+    wait_for(60, "the rejection", || {
+        running
+            .log()
+            .contains("fails the pipeline's cases")
+            .then_some(())
+    });
+    let log = running.log();
+    assert!(
+        log.contains("s.cases.jsonl:1: a short text is not long"),
+        "{log}"
+    );
+    assert!(log.contains("long: expected false, got true"), "{log}");
+    p.write("inbox/b.txt", "hola");
+    assert_eq!(record_for(&p, "inbox/b.txt")["result"]["long"], false);
+
+    // An edit that keeps the case passing goes in.
+    save_by_rename(
+        &p,
+        "scripts/s.rhai",
+        "const LIMIT = 5;\nfn process(doc) {\n    #{ long: doc.text.len() > LIMIT, limit: LIMIT }\n}\n",
+    );
+    wait_for(60, "the reload", || {
+        running.log().contains("rules reloaded").then_some(())
+    });
+    p.write("inbox/c.txt", "hola");
+    assert_eq!(record_for(&p, "inbox/c.txt")["result"]["limit"], 5);
+}
