@@ -335,6 +335,22 @@ fn diff_shows_what_a_threshold_change_did() {
 }
 
 #[test]
+fn every_shipped_pipeline_passes_its_cases() {
+    let p = shipped();
+    for script in ["contract_triage", "intent_parallel", "finance_refine"] {
+        let done = p
+            .hybrid(&["test", &format!("scripts/{script}.rhai")])
+            .output()
+            .expect_code(0);
+        assert!(
+            done.stdout().contains(" failed") && done.stdout().contains(", 0 failed"),
+            "{script}: {}",
+            done.stdout()
+        );
+    }
+}
+
+#[test]
 fn the_contract_pipelines_cases_pin_its_routing() {
     let p = shipped();
     let done = p
