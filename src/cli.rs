@@ -78,6 +78,15 @@ enum Command {
     Test(TestArgs),
     /// Compare the records of two runs over the same documents: what a rule change did.
     Diff(DiffArgs),
+    /// The rules versions in result files: when each was active, its documents and failures.
+    Versions {
+        /// Result files written by `hybrid run`.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look after the answer cache: `stats`, `prune --older-than 30d`, `clear`.
     Cache(CacheArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -397,6 +406,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::Report(args) => report(args),
         Command::Cache(args) => cache_command(args),
+        Command::Versions { results, json } => {
+            let rows = crate::report::versions(&results)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<14} {:<24} {:<24} {:>9} {:>7}",
+                    "version", "first", "last", "documents", "failed"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<14} {:<24} {:<24} {:>9} {:>7}",
+                        r.version, r.first, r.last, r.documents, r.failed
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Test(args) => test_command(args),
         Command::Diff(args) => {
             let path = args
@@ -788,6 +815,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         schemas: config.schemas.clone(),
         limits: config.limits.clone(),
         gate: None,
+        probation: None,
     };
     let bundle = spec.build()?;
 
@@ -898,6 +926,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_record_bytes: config.limits.max_record_bytes,
     };
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
+    // A swapped-in version is on probation for its first documents (see `probation`).
+    let probation = settings.watch.then(|| {
+        Arc::new(crate::probation::Probation::new(
+            bundle.clone(),
+            config.reload.clone(),
+        ))
+    });
+    spec.probation = probation.clone();
     let _rules_watcher = if settings.watch {
         Some(crate::watch::spawn(spec, bundle.clone()).context("cannot watch the rules files")?)
     } else {
@@ -933,6 +969,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut on_done = |job: &runner::Job, record: &crate::record::Record| {
             if let Some(inboxes) = &inboxes {
                 inboxes.finished(job, record);
+            }
+            if let Some(probation) = &probation {
+                probation.observe(record);
             }
         };
         let summary = runner::run(bundle, services, rx, &options, &mut out, &resume, &mut on_done, stop_rx).await;

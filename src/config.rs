@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub budget: crate::spend::BudgetFile,
     /// `[cache]`: the answer cache.
     pub cache: crate::cache::CacheFile,
+    /// `[reload]`: probation of live-reloaded versions.
+    pub reload: crate::probation::ReloadFile,
 }
 
 /// `[audit]`.
@@ -322,6 +324,7 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub budget: crate::spend::BudgetFile,
     pub cache: crate::cache::CacheFile,
+    pub reload: crate::probation::ReloadFile,
     /// The effective value and origin of the settings an operator most often asks about
     /// (`hybrid check` prints them).
     pub shown: Vec<crate::pipeline::Shown>,
@@ -612,6 +615,7 @@ impl Config {
             source,
             budget: file.budget,
             cache: file.cache,
+            reload: file.reload,
             shown,
         })
     }

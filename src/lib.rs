@@ -23,6 +23,7 @@
 //! | write records whole; resume; repair cut lines      | [`sink`]                  |
 //! | per-document budgets: memory, calls, output, depth | [`host::budget`]          |
 //! | reload the rules live; watch inboxes               | [`watch`], [`inbox`]      |
+//! | roll back a reloaded version that fails in use     | [`probation`]             |
 //! | check what leaves for the cloud (egress guard)     | [`guard`]                 |
 //! | see copied text through disguise, across calls     | [`guard::overlap`]        |
 //! | log every cloud payload for auditors               | [`audit`]                 |
@@ -48,6 +49,7 @@ pub mod host;
 pub mod inbox;
 pub mod models;
 pub mod pipeline;
+pub mod probation;
 pub mod progress;
 pub mod record;
 pub mod report;

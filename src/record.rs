@@ -22,6 +22,10 @@ pub struct Record {
     /// Content hash of the rules (script, imports, schemas) that produced this record.
     pub version: String,
     pub elapsed_ms: u64,
+    /// When the document finished (RFC 3339, UTC): `hybrid versions` says when each rules
+    /// version was active.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub at: String,
 }
 
 /// Why a document failed.

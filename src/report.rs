@@ -585,3 +585,60 @@ mod tests {
         assert_eq!(money(-12.0), "-12.00");
     }
 }
+
+/// One rules version as seen in result files: `hybrid versions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    pub version: String,
+    /// When its first and last documents finished (empty for records older than `at`).
+    pub first: String,
+    pub last: String,
+    pub documents: u64,
+    pub failed: u64,
+}
+
+/// The versions in `files`, in the order they first appear, with their documents and failures.
+pub fn versions(files: &[PathBuf]) -> Result<Vec<VersionRow>, ReportError> {
+    let mut rows: Vec<VersionRow> = Vec::new();
+    for path in files {
+        let file = std::fs::File::open(path).map_err(|source| ReportError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            let Ok(record) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let Some(version) = record["version"].as_str() else {
+                continue;
+            };
+            let at = record["at"].as_str().unwrap_or("").to_owned();
+            let row = match rows.iter_mut().position(|r| r.version == version) {
+                Some(i) => &mut rows[i],
+                None => {
+                    rows.push(VersionRow {
+                        version: version.to_owned(),
+                        first: at.clone(),
+                        last: at.clone(),
+                        documents: 0,
+                        failed: 0,
+                    });
+                    rows.last_mut().expect("just pushed")
+                }
+            };
+            row.documents += 1;
+            if record["ok"] != true {
+                row.failed += 1;
+            }
+            if !at.is_empty() {
+                if row.first.is_empty() || at < row.first {
+                    row.first = at.clone();
+                }
+                if at > row.last {
+                    row.last = at;
+                }
+            }
+        }
+    }
+    Ok(rows)
+}

@@ -248,6 +248,7 @@ fn encode(record: Record, max_bytes: usize) -> (Record, Vec<u8>) {
     let record = Record {
         calls: record.calls,
         elapsed_ms: record.elapsed_ms,
+        at: crate::audit::now(),
         ..replacement
     };
     let line = crate::sink::line_of(&record).expect("an error record is plain JSON");
@@ -275,5 +276,6 @@ pub(crate) fn failed_record(
         calls: Vec::new(),
         version: version.to_owned(),
         elapsed_ms: 0,
+        at: crate::audit::now(),
     }
 }

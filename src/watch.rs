@@ -42,6 +42,8 @@ pub struct BuildSpec {
     pub limits: Limits,
     /// Run on every new version that compiles; a failure keeps the last good version.
     pub gate: Option<Gate>,
+    /// Told of each swap, to watch the new version's first documents.
+    pub probation: Option<Arc<crate::probation::Probation>>,
 }
 
 impl BuildSpec {
@@ -139,7 +141,11 @@ pub fn reload(spec: &BuildSpec, current: &ArcSwap<Bundle>) {
                 build_ms = started.elapsed().as_millis() as u64,
                 "rules reloaded"
             );
-            current.store(Arc::new(new));
+            let version = new.version.clone();
+            let old = current.swap(Arc::new(new));
+            if let Some(probation) = &spec.probation {
+                probation.swapped(old, &version);
+            }
         }
         Err(e) => {
             tracing::error!(

@@ -248,5 +248,6 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
         calls,
         version: bundle.version.clone(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        at: crate::audit::now(),
     }
 }

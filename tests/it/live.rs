@@ -407,3 +407,58 @@ fn a_rule_edit_that_fails_the_pipelines_cases_is_not_swapped_in() {
     p.write("inbox/c.txt", "hola");
     assert_eq!(record_for(&p, "inbox/c.txt")["result"]["limit"], 5);
 }
+
+#[test]
+fn a_reloaded_version_that_throws_on_every_document_is_rolled_back() {
+    let p = Project::new();
+    p.write("scripts/s.rhai", RULES);
+    p.write(
+        "hybrid.toml",
+        "[reload]\nprobation_docs = 5\nmax_failure_increase = 0.2\n",
+    );
+    let running = watching(&p, &[]);
+    p.write("inbox/a.txt", "first");
+    assert_eq!(record_for(&p, "inbox/a.txt")["ok"], true);
+    let good = record_for(&p, "inbox/a.txt")["version"].clone();
+
+    // Valid, but wrong on real traffic: every document throws.
+    save_by_rename(
+        &p,
+        "scripts/s.rhai",
+        "fn process(doc) {\n    throw \"oops\";\n}\n",
+    );
+    wait_for(60, "the reload", || {
+        running.log().contains("rules reloaded").then_some(())
+    });
+    for name in ["b", "c", "d"] {
+        p.write(&format!("inbox/{name}.txt"), name);
+        record_for(&p, &format!("inbox/{name}.txt"));
+    }
+    wait_for(60, "the rollback", || {
+        running.log().contains("rules rolled back").then_some(())
+    });
+    let log = running.log();
+    assert!(
+        log.contains("inbox/b.txt"),
+        "the affected documents are named: {log}"
+    );
+    // The last good version runs again.
+    p.write("inbox/e.txt", "after");
+    let e = record_for(&p, "inbox/e.txt");
+    assert_eq!(e["ok"], true, "{e}");
+    assert_eq!(e["version"], good);
+    // `hybrid versions` shows each version's documents and failures.
+    let versions: serde_json::Value = serde_json::from_str(
+        &p.hybrid(&["versions", "out.jsonl", "--json"])
+            .output()
+            .expect_code(0)
+            .stdout(),
+    )
+    .unwrap();
+    let rows = versions.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{versions}");
+    assert_eq!(rows[0]["version"], good);
+    assert_eq!(rows[0]["failed"], 0);
+    assert!(rows[1]["failed"].as_u64().unwrap() >= 2, "{versions}");
+    assert!(!rows[1]["first"].as_str().unwrap().is_empty());
+}
