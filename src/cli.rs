@@ -639,9 +639,21 @@ fn open_cache(
         (None, Some(p)) => p.clone(),
         (None, None) => crate::cache::default_path(&pipeline::output_dir(out)),
     };
-    let cache = AnswerCache::open(&path, local, cloud)?;
-    tracing::debug!(cache = %path.display(), "answer cache");
-    Ok(Some(Arc::new(cache)))
+    match AnswerCache::open(&path, local, cloud) {
+        Ok(cache) => {
+            tracing::debug!(cache = %path.display(), "answer cache");
+            Ok(Some(Arc::new(cache)))
+        }
+        // A replay has nothing to answer from without it.
+        Err(e) if replay => Err(e.into()),
+        // The cache saves money; it must not stop the work: run without it, loudly.
+        Err(e) => {
+            tracing::warn!(
+                "{e}\nrunning without the answer cache: every call is made and paid for"
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -868,3 +868,50 @@ fn a_rerun_pays_only_for_calls_it_has_never_made() {
         .stdout();
     assert!(cleared.contains("3 answers dropped"), "{cleared}");
 }
+
+#[test]
+fn a_corrupted_cache_file_is_bypassed_loudly_and_loses_no_document() {
+    let p = project(CATCHING);
+    p.write(
+        "out/.hybrid/cache.db",
+        "this is not a database, it is a mangled file\n".repeat(200),
+    );
+    let server = StubServer::conforming(Duration::ZERO);
+    let url = server.url();
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud-url",
+            &url,
+            "--out",
+            "out/r.jsonl",
+        ])
+        .stdin("{\"id\": \"a\", \"text\": \"uno\"}\n{\"id\": \"b\", \"text\": \"dos\"}\n")
+        .output()
+        .expect_code(0);
+    let err = done.stderr();
+    assert!(
+        err.contains("cache.db") && err.contains("running without the answer cache"),
+        "{err}"
+    );
+    let records = crate::support::read_records(&p.path("out/r.jsonl"));
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["ok"] == true));
+    assert_eq!(server.requests().len(), 2);
+    // A replay cannot do without it: a clear error, nothing run.
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--replay",
+            "--out",
+            "out/again.jsonl",
+        ])
+        .stdin("{\"id\": \"a\", \"text\": \"uno\"}\n")
+        .output();
+    assert_eq!(done.code(), 1);
+    assert!(done.stderr().contains("cache.db"), "{}", done.stderr());
+}
