@@ -97,7 +97,7 @@ pub struct Usage {
 }
 
 /// What kind of failure a model call ended in. Scripts see this as `e.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     Timeout,
@@ -118,24 +118,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// The kind named `name` (as [`ErrorKind::as_str`] writes it).
     pub fn parse(name: &str) -> Option<ErrorKind> {
-        use ErrorKind::*;
-        [
-            Timeout,
-            RateLimit,
-            Refused,
-            InvalidOutput,
-            Truncated,
-            NotConfigured,
-            Auth,
-            Quota,
-            BadRequest,
-            Server,
-            Connection,
-            Load,
-            Blocked,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == name)
+        serde_json::from_value(serde_json::Value::from(name)).ok()
     }
 
     pub fn as_str(self) -> &'static str {
