@@ -687,6 +687,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .for_script(&args.script, config.source.as_deref())?;
     crate::guard::Guard::new(&policy)?;
     crate::spend::validate(&config.budget, &args.script, config.source.as_deref())?;
+    crate::cache::Mode::parse("local", config.cache.local.as_deref())?;
+    crate::cache::Mode::parse("cloud", config.cache.cloud.as_deref())?;
     let bundle = Bundle::build(&args.script, config.schemas.as_deref(), &config.limits)?;
     let schemas: Vec<&str> = bundle.schemas.names().collect();
     println!(
