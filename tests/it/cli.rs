@@ -751,4 +751,8 @@ fn check_refuses_budget_caps_it_cannot_apply() {
         "{}",
         done.stderr()
     );
+    p.write("hybrid.toml", "[cache]\ncloud = \"sometimes\"\n");
+    let done = p.hybrid(&["check", "scripts/echo.rhai"]).output();
+    assert_eq!(done.code(), 1);
+    assert!(done.stderr().contains("[cache] cloud"), "{}", done.stderr());
 }
