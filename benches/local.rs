@@ -47,10 +47,7 @@ fn request(max_tokens: u32, constrained: bool) -> ModelRequest {
         prompt: "Classify this document and summarise it: Contrato de prestación de servicios entre DataAndes S.A.S. y Distribuidora La Sabana Ltda.".into(),
         schema: constrained.then(|| RequestSchema { name: "bench".into(), json: Arc::new(schema), not_strict: None }),
         max_tokens: Some(max_tokens),
-        temperature: None,
-        thinking: false,
-        wire: None,
-        cache_key: None,
+        ..Default::default()
     }
 }
 

@@ -198,11 +198,7 @@ fn guard_per_document(root: &Path) {
                         json: std::sync::Arc::new(schema.clone()),
                         not_strict: None,
                     }),
-                    max_tokens: None,
-                    temperature: None,
-                    thinking: false,
-                    wire: None,
-                    cache_key: None,
+                    ..Default::default()
                 };
                 let mut body = hybrid::models::openai::chat_body("gpt-5.4", &request, true);
                 guard

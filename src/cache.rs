@@ -170,9 +170,9 @@ impl AnswerCache {
                 tokens_per_second: None,
             },
             request_id: s("request_id"),
-            retries: 0,
             reasoning: s("reasoning"),
             service_tier: s("service_tier"),
+            ..ModelResponse::default()
         })
     }
 
@@ -265,10 +265,7 @@ mod tests {
             prompt: prompt.into(),
             schema: None,
             max_tokens: Some(10),
-            temperature: None,
-            thinking: false,
-            wire: None,
-            cache_key: None,
+            ..Default::default()
         }
     }
 

@@ -25,9 +25,7 @@ use serde_json::Value;
 
 use crate::bundle::Bundle;
 use crate::documents::Document;
-use crate::models::{
-    Backend, BoxFuture, ErrorKind, ModelError, ModelRequest, ModelResponse, Usage,
-};
+use crate::models::{Backend, BoxFuture, ErrorKind, ModelError, ModelRequest, ModelResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CasesError {
@@ -179,11 +177,7 @@ impl Backend for Scripted {
             Ok(ModelResponse {
                 text,
                 model: self.model.clone(),
-                usage: Usage::default(),
-                request_id: None,
-                retries: 0,
-                reasoning: None,
-                service_tier: None,
+                ..ModelResponse::default()
             })
         })
     }

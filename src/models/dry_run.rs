@@ -84,11 +84,9 @@ impl Backend for DryRunBackend {
                     completion_tokens: req.max_tokens.map_or(ASSUMED_OUTPUT_TOKENS, u64::from),
                     ..Usage::default()
                 },
-                request_id: None,
-                retries: 0,
-                reasoning: None,
                 // Estimated as the configured tier would be billed.
                 service_tier: self.service_tier.clone(),
+                ..ModelResponse::default()
             })
         })
     }

@@ -801,10 +801,7 @@ mod tests {
             prompt: "hi".into(),
             schema: None,
             max_tokens: Some(7),
-            temperature: None,
-            thinking: false,
-            wire: None,
-            cache_key: None,
+            ..Default::default()
         };
         let p = backend.sampling(&req);
         assert_eq!((p.top_k, p.max_len), (Some(1), Some(7)));

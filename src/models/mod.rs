@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// One model call, as built from a script's `local(...)` / `cloud(...)` arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ModelRequest {
     /// Optional system message.
     pub system: Option<String>,
@@ -65,7 +65,7 @@ pub struct RequestSchema {
 }
 
 /// What a back end answered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ModelResponse {
     /// The raw text of the answer (JSON text when a schema was given).
     pub text: String,

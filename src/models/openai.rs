@@ -684,11 +684,7 @@ mod tests {
                 ),
                 not_strict: None,
             }),
-            max_tokens: None,
-            temperature: None,
-            thinking: false,
-            wire: None,
-            cache_key: None,
+            ..Default::default()
         };
         let body = chat_body("gpt-5.4", &req, true);
         let sent = &body["response_format"]["json_schema"]["schema"];
