@@ -221,8 +221,9 @@ fn diff_shows_what_a_threshold_change_did() {
     let p = shipped();
     let server = StubServer::conforming(Duration::ZERO);
     let url = server.url();
-    let run = |out: &str| {
-        p.hybrid(&[
+    // The real run, or (`--replay`) the same settings answered from the cache.
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
             "run",
             "scripts/contract_triage.rhai",
             "--local-url",
@@ -231,12 +232,12 @@ fn diff_shows_what_a_threshold_change_did() {
             &url,
             "--out",
             out,
-        ])
-        .output()
-        .expect_code(0);
+        ];
+        args.extend_from_slice(extra);
+        p.hybrid(&args).output().expect_code(0)
     };
     // The stub's triage has confidence 0: below 0.75 every contract escalates; below 0 none.
-    run("before.jsonl");
+    run("before.jsonl", &[]);
     p.set_constant(
         "contract_triage.rhai",
         "const ESCALATE_BELOW = 0.75;",
@@ -244,20 +245,7 @@ fn diff_shows_what_a_threshold_change_did() {
     );
     // What-if: the changed rules over the same traffic, answered from the cache.
     let sent = server.requests().len();
-    let replayed = p
-        .hybrid(&[
-            "run",
-            "scripts/contract_triage.rhai",
-            "--replay",
-            "--local-url",
-            &url,
-            "--cloud-url",
-            &url,
-            "--out",
-            "after.jsonl",
-        ])
-        .output()
-        .expect_code(0);
+    let replayed = run("after.jsonl", &["--replay"]);
     assert_eq!(server.requests().len(), sent, "a replay calls no model");
     assert!(
         !replayed.stderr().contains("not in the answer cache"),
@@ -308,20 +296,7 @@ fn diff_shows_what_a_threshold_change_did() {
         "Classify the contract,",
         "Classify the agreement,",
     );
-    let missed = p
-        .hybrid(&[
-            "run",
-            "scripts/contract_triage.rhai",
-            "--replay",
-            "--local-url",
-            &url,
-            "--cloud-url",
-            &url,
-            "--out",
-            "missed.jsonl",
-        ])
-        .output()
-        .expect_code(0);
+    let missed = run("missed.jsonl", &["--replay"]);
     assert_eq!(server.requests().len(), sent);
     assert!(
         missed
