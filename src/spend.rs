@@ -133,7 +133,8 @@ struct State {
     day_pipeline: f64,
     reserved: f64,
     documents: usize,
-    with_cloud: HashSet<String>,
+    /// Documents that have made a cloud call (the documents count themselves, once).
+    with_cloud: usize,
     warned: HashSet<String>,
 }
 
@@ -311,18 +312,19 @@ impl Spend {
         }
     }
 
-    /// Holds `estimate` USD for a call of `document`, or says which cap refuses it.
-    pub fn reserve(&self, document: &str, estimate: f64) -> Result<Reservation, Refusal> {
+    /// Holds `estimate` USD for a cloud call, or says which cap refuses it. `first`: the
+    /// document's first cloud call to get through (it then counts toward the cloud share).
+    pub fn reserve(&self, first: bool, estimate: f64) -> Result<Reservation, Refusal> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         Self::roll_day(&mut state);
         if let Some((name, share)) = &self.share {
-            if !state.with_cloud.contains(document) {
+            if first {
                 let allowed = (share * state.documents.max(1) as f64).ceil() as usize;
-                if state.with_cloud.len() + 1 > allowed {
+                if state.with_cloud + 1 > allowed {
                     return Err(Refusal {
                         cap: name.clone(),
                         limit: *share,
-                        spent: state.with_cloud.len() as f64 / state.documents.max(1) as f64,
+                        spent: state.with_cloud as f64 / state.documents.max(1) as f64,
                         estimate,
                         resets: "as more documents run locally".into(),
                     });
@@ -349,7 +351,9 @@ impl Spend {
             }
         }
         state.reserved += estimate;
-        state.with_cloud.insert(document.to_owned());
+        if first {
+            state.with_cloud += 1;
+        }
         Ok(Reservation { estimate })
     }
 
@@ -525,12 +529,12 @@ mod tests {
     fn a_run_cap_refuses_the_call_that_would_pass_it() {
         let dir = tempfile::tempdir().unwrap();
         let s = spend("run_usd = 1.0", dir.path());
-        let r = s.reserve("a", 0.6).unwrap();
+        let r = s.reserve(true, 0.6).unwrap();
         s.settle(r, Some(0.6), "a");
-        let refused = s.reserve("b", 0.5).unwrap_err();
+        let refused = s.reserve(true, 0.5).unwrap_err();
         assert_eq!(refused.cap, "[budget] run_usd");
         assert!(refused.to_string().contains("next run"), "{refused}");
-        assert!(s.reserve("c", 0.3).is_ok());
+        assert!(s.reserve(true, 0.3).is_ok());
     }
 
     #[test]
@@ -538,12 +542,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "daily_usd = 1.0\n[scripts.\"scripts/x.rhai\"]\ndaily_usd = 0.5\n";
         let s = spend(text, dir.path());
-        let r = s.reserve("a", 0.4).unwrap();
+        let r = s.reserve(true, 0.4).unwrap();
         s.settle(r, Some(0.4), "a");
         drop(s);
         let s = spend(text, dir.path());
         // The pipeline's own day cap: 0.4 spent before the restart.
-        let refused = s.reserve("b", 0.2).unwrap_err();
+        let refused = s.reserve(true, 0.2).unwrap_err();
         assert_eq!(refused.cap, "[budget.scripts.\"scripts/x.rhai\"] daily_usd");
         assert!(refused.resets.contains("T00:00:00Z"));
         // An earlier day's lines do not count and are dropped.
@@ -552,7 +556,7 @@ mod tests {
         let today = std::fs::read_to_string(&ledger).unwrap();
         std::fs::write(&ledger, format!("{old}{today}")).unwrap();
         let s = spend(text, dir.path());
-        assert!(s.reserve("c", 0.05).is_ok());
+        assert!(s.reserve(true, 0.05).is_ok());
         assert_eq!(std::fs::read_to_string(&ledger).unwrap(), today);
     }
 
@@ -564,11 +568,11 @@ mod tests {
         for i in 0..10 {
             s.document_started();
             let doc = format!("d{i}");
-            if let Ok(r) = s.reserve(&doc, 0.0) {
+            if let Ok(r) = s.reserve(true, 0.0) {
                 allowed += 1;
                 s.settle(r, Some(0.0), &doc);
                 // A second call of the same document is not a second document.
-                assert!(s.reserve(&doc, 0.0).is_ok());
+                assert!(s.reserve(false, 0.0).is_ok());
             }
         }
         assert_eq!(allowed, 5);

@@ -285,8 +285,13 @@ fn reserve(
         .pricing
         .price(backend.model())
         .map_or(0.0, |p| p.cost(&usage));
-    match spend.reserve(&doc.document.id, estimate) {
-        Ok(reservation) => Ok(reservation),
+    use std::sync::atomic::Ordering;
+    let first = !doc.counted_for_cloud.load(Ordering::Relaxed);
+    match spend.reserve(first, estimate) {
+        Ok(reservation) => {
+            doc.counted_for_cloud.store(true, Ordering::Relaxed);
+            Ok(reservation)
+        }
         Err(refusal) => {
             tracing::warn!(doc = %doc.document.id, cap = %refusal.cap, "cloud call refused: {refusal}");
             egress.outcome(Outcome::Blocked, false, |e| {

@@ -81,6 +81,9 @@ pub(crate) struct DocContext {
     pub limits: Limits,
     /// Bytes this document has `emit`ted so far.
     pub emitted: std::sync::atomic::AtomicUsize,
+    /// A cloud call of this document has got past the `[budget]` caps (it counts once toward
+    /// the cloud share).
+    pub counted_for_cloud: std::sync::atomic::AtomicBool,
 }
 
 impl DocContext {
@@ -193,6 +196,7 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
         calls: Mutex::new(Vec::new()),
         limits: bundle.limits.clone(),
         emitted: std::sync::atomic::AtomicUsize::new(0),
+        counted_for_cloud: std::sync::atomic::AtomicBool::new(false),
     });
     let watch = budget::Watch::start(&bundle.limits);
     let outcome = rhai::serde::to_dynamic(&**doc).and_then(|doc_value| {
