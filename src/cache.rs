@@ -125,21 +125,35 @@ impl AnswerCache {
         &self.path
     }
 
-    /// The key of a request to `model` on `backend` for `function`.
+    /// The key of a request to `model` on `backend` for `function`: each part hashed as it
+    /// serialises, so a large schema is not copied on every call.
     pub fn key(function: &str, backend: &str, model: &str, req: &ModelRequest) -> String {
-        let canonical = json!({
-            "function": function,
-            "backend": backend,
-            "model": model,
-            "system": req.system,
-            "prompt": req.prompt,
-            "schema": req.schema.as_ref().map(|s| (*s.json).clone()),
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-            "thinking": req.thinking,
-        });
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        /// Feeds what serde writes straight into the hash.
+        struct Hashing<'a>(&'a mut Sha256);
+        impl std::io::Write for Hashing<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut hash = Sha256::new();
+        let schema = req.schema.as_ref().map(|s| &*s.json);
+        let parts = (
+            function,
+            backend,
+            model,
+            &req.system,
+            &req.prompt,
+            schema,
+            req.max_tokens,
+            req.temperature,
+            req.thinking,
+        );
+        serde_json::to_writer(Hashing(&mut hash), &parts).expect("a request always serialises");
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The answer stored under `key`, if any (a broken entry is a miss).
