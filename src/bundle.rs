@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Limits;
 use crate::host;
-use crate::schemas::{hash_hex, schemas_dir_for, SchemaError, SchemaRegistry};
+use crate::schemas::{hash_hex, SchemaError, SchemaRegistry};
 
 /// Modules every script can import as `hybrid/NAME`, compiled into the binary. A file
 /// `stdlib/NAME.rhai` beside the script (or its folder) overrides the embedded copy.
@@ -49,6 +49,52 @@ pub enum BundleError {
     Schema(#[from] SchemaError),
 }
 
+/// Where a bundle's files are read from: the disk, or the files a `hybrid rules push`
+/// carried to a fleet worker. Pushed files are keyed by the paths the pusher built them
+/// from, so a worker names them the same way and computes the same version.
+#[derive(Clone, Default)]
+pub enum Files {
+    #[default]
+    Disk,
+    Pushed(Arc<BTreeMap<PathBuf, String>>),
+}
+
+impl Files {
+    pub fn read(&self, path: &Path) -> std::io::Result<String> {
+        match self {
+            Files::Disk => std::fs::read_to_string(path),
+            Files::Pushed(files) => files.get(path).cloned().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not in the pushed bundle")
+            }),
+        }
+    }
+
+    pub fn is_dir(&self, dir: &Path) -> bool {
+        match self {
+            Files::Disk => dir.is_dir(),
+            Files::Pushed(files) => files.keys().any(|p| p.parent() == Some(dir)),
+        }
+    }
+
+    /// The `*.json` files directly inside `dir`, sorted.
+    pub fn json_in(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut paths: Vec<PathBuf> = match self {
+            Files::Disk => std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect(),
+            Files::Pushed(files) => files
+                .keys()
+                .filter(|p| p.parent() == Some(dir))
+                .cloned()
+                .collect(),
+        };
+        paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        paths.sort();
+        Ok(paths)
+    }
+}
+
 /// One compiled, checked version of the rules.
 pub struct Bundle {
     pub engine: Engine,
@@ -74,14 +120,24 @@ impl Bundle {
         schemas_dir: Option<&Path>,
         limits: &Limits,
     ) -> Result<Bundle, BundleError> {
-        Bundle::build_unshown(script, schemas_dir, limits).map_err(|err| match err {
+        Bundle::build_from(script, schemas_dir, limits, &Files::Disk)
+    }
+
+    /// Compiles `script` with its imports and schemas, reading them from `files`.
+    pub fn build_from(
+        script: &Path,
+        schemas_dir: Option<&Path>,
+        limits: &Limits,
+        files: &Files,
+    ) -> Result<Bundle, BundleError> {
+        Bundle::build_unshown(script, schemas_dir, limits, files).map_err(|err| match err {
             BundleError::Script {
                 location,
                 message,
                 hint,
                 snippet: None,
             } => BundleError::Script {
-                snippet: crate::snippet::at(&location, source_text),
+                snippet: crate::snippet::at(&location, |file| source_text(files, file)),
                 location,
                 message,
                 hint,
@@ -101,15 +157,17 @@ impl Bundle {
         script: &Path,
         schemas_dir: Option<&Path>,
         limits: &Limits,
+        files: &Files,
     ) -> Result<Bundle, BundleError> {
         let script_name = script.display().to_string();
-        let text = std::fs::read_to_string(script).map_err(|source| BundleError::Read {
+        let text = files.read(script).map_err(|source| BundleError::Read {
             path: script.to_owned(),
             source,
         })?;
-        let schemas = Arc::new(SchemaRegistry::load(schemas_dir_for(script, schemas_dir))?);
+        let schemas_dir = crate::schemas::schemas_dir_in(script, schemas_dir, files);
+        let schemas = Arc::new(SchemaRegistry::load_from(schemas_dir, files)?);
 
-        let resolver = Arc::new(Resolver::new(script));
+        let resolver = Arc::new(Resolver::new(script, files.clone()));
         let mut engine = host::new_engine(limits);
         engine.set_module_resolver(SharedResolver(resolver.clone()));
 
@@ -189,7 +247,7 @@ impl Bundle {
 
 /// The text of a file named in an error position while building: an embedded standard
 /// module (`<stdlib>/NAME.rhai`) or a file on disk (the one just read).
-fn source_text(file: &str) -> Option<String> {
+fn source_text(files: &Files, file: &str) -> Option<String> {
     match file
         .strip_prefix("<stdlib>/")
         .and_then(|f| f.strip_suffix(".rhai"))
@@ -198,7 +256,7 @@ fn source_text(file: &str) -> Option<String> {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, text)| (*text).to_owned()),
-        None => std::fs::read_to_string(file).ok(),
+        None => files.read(Path::new(file)).ok(),
     }
 }
 
@@ -407,15 +465,17 @@ struct Loaded {
 struct Resolver {
     /// The script's folder and the one above it.
     dirs: [PathBuf; 2],
+    files: Files,
     loaded: Mutex<BTreeMap<String, Arc<Loaded>>>,
     /// Imports being loaded right now, outermost first: a path seen twice is a cycle.
     loading: Mutex<Vec<String>>,
 }
 
 impl Resolver {
-    fn new(script: &Path) -> Resolver {
+    fn new(script: &Path, files: Files) -> Resolver {
         Resolver {
             dirs: crate::config::script_dirs(script),
+            files,
             loaded: Mutex::new(BTreeMap::new()),
             loading: Mutex::new(Vec::new()),
         }
@@ -442,7 +502,7 @@ impl Resolver {
         if let Some(name) = path.strip_prefix("hybrid/") {
             for dir in &self.dirs {
                 let candidate = dir.join("stdlib").join(with_ext(name));
-                if let Ok(text) = std::fs::read_to_string(&candidate) {
+                if let Ok(text) = self.files.read(&candidate) {
                     return Some((candidate.display().to_string(), Some(candidate), text));
                 }
             }
@@ -450,7 +510,7 @@ impl Resolver {
             return Some((format!("<stdlib>/{name}.rhai"), None, (*text).to_owned()));
         }
         let candidate = self.dirs[0].join(with_ext(path));
-        let text = std::fs::read_to_string(&candidate).ok()?;
+        let text = self.files.read(&candidate).ok()?;
         Some((candidate.display().to_string(), Some(candidate), text))
     }
 

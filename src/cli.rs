@@ -89,6 +89,14 @@ enum Command {
     },
     /// Look after the answer cache: `stats`, `prune --older-than 30d`, `clear`.
     Cache(CacheArgs),
+    /// Put documents on a fleet's work queue (files, directories, `.jsonl`, `-`), for the
+    /// workers running `hybrid run SCRIPT nats://HOST:PORT/STREAM` to take.
+    Submit(SubmitArgs),
+    /// The fleet's rules: `push` a checked bundle to every worker, list its `history`,
+    /// `rollback` to an earlier revision.
+    Rules(RulesArgs),
+    /// The fleet: `status` lists live workers, the version each runs, and the queue.
+    Fleet(FleetArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example: `hybrid completions bash > ~/.local/share/bash-completion/completions/hybrid`,
@@ -108,6 +116,97 @@ enum Command {
     Man {
         /// Folder to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
         dir: Option<PathBuf>,
+    },
+}
+
+/// `--queue`: which fleet.
+#[derive(Debug, Args)]
+struct QueueArg {
+    /// The fleet's queue: nats://HOST:PORT/STREAM.
+    #[arg(long, visible_alias = "to", value_name = "URL", env = "HYBRID_QUEUE")]
+    queue: String,
+    /// Settings file (for `[fleet]`) [default: `hybrid.toml` here].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SubmitArgs {
+    /// The fleet's queue: nats://HOST:PORT/STREAM.
+    queue: String,
+    /// Files, directories (their files), `.jsonl` files (a document a line), or `-`.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Settings file (for `[fleet]`) [default: `hybrid.toml` here].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RulesArgs {
+    #[command(subcommand)]
+    action: RulesAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesAction {
+    /// Check a pipeline (script, imports, schemas, and its cases when it has them) and
+    /// store it as the newest revision of its rules: every worker swaps it in.
+    Push {
+        /// The pipeline script; its rules are stored under its file name without `.rhai`.
+        script: PathBuf,
+        #[command(flatten)]
+        queue: QueueArg,
+        /// Folder of JSON Schemas [default: `schemas/` beside the script or its folder].
+        #[arg(long, value_name = "DIR")]
+        schemas: Option<PathBuf>,
+    },
+    /// The revisions of a pipeline's rules, oldest first.
+    History {
+        /// The pipeline: its script's file name without `.rhai`.
+        name: String,
+        #[command(flatten)]
+        queue: QueueArg,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store an earlier revision again as the newest: every worker swaps it in.
+    Rollback {
+        /// The pipeline: its script's file name without `.rhai`.
+        name: String,
+        /// The revision to go back to (see `hybrid rules history`).
+        #[arg(long = "revision", value_name = "REVISION")]
+        revision: u64,
+        #[command(flatten)]
+        queue: QueueArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    #[command(subcommand)]
+    action: FleetAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetAction {
+    /// Live workers (the version and revision each runs, documents done and failed), and
+    /// the queue: documents waiting, held, results stored, dead letters.
+    Status {
+        #[command(flatten)]
+        queue: QueueArg,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stored result records as JSONL (one per document), oldest first.
+    Results {
+        #[command(flatten)]
+        queue: QueueArg,
+        /// The dead letters instead: documents given up, with their last error.
+        #[arg(long)]
+        dead: bool,
     },
 }
 
@@ -268,7 +367,7 @@ struct CheckArgs {
     common: CommonArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 struct CommonArgs {
     /// Settings file [default: `hybrid.toml` beside the script, in its parent, or here].
     #[arg(long, value_name = "FILE")]
@@ -425,6 +524,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test(args) => test_command(args),
+        Command::Submit(args) => submit(args),
+        Command::Rules(args) => rules_command(args),
+        Command::Fleet(args) => fleet_command(args),
         Command::Diff(args) => {
             let path = args
                 .config
@@ -464,6 +566,172 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `[fleet]` from `--config`, else `hybrid.toml` here when there is one.
+fn fleet_settings(config: Option<&std::path::Path>) -> anyhow::Result<crate::fleet::FleetFile> {
+    let path = config
+        .map(std::path::Path::to_owned)
+        .or_else(|| Some(PathBuf::from("hybrid.toml")).filter(|p| p.is_file()));
+    Ok(match path {
+        Some(p) => FileConfig::load(&p)?.fleet,
+        None => Default::default(),
+    })
+}
+
+/// A small runtime and a connection to the fleet, for the commands that talk to it.
+fn fleet_connect(
+    queue: &str,
+    settings: crate::fleet::FleetFile,
+) -> anyhow::Result<(tokio::runtime::Runtime, crate::fleet::Fleet)> {
+    let address = crate::fleet::Address::parse(queue)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let fleet = runtime.block_on(crate::fleet::Fleet::connect(&address, &settings))?;
+    Ok((runtime, fleet))
+}
+
+fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let (runtime, fleet) = fleet_connect(&args.queue, fleet_settings(args.config.as_deref())?)?;
+    let done = runtime.block_on(crate::fleet::queue::submit(&fleet, &args.inputs))?;
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "hybrid: {} documents queued on {}; {} already queued (same id); {} not queued",
+            done.queued, fleet.address, done.duplicates, done.failed
+        );
+    }
+    Ok(if done.failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn rules_command(args: RulesArgs) -> anyhow::Result<ExitCode> {
+    use crate::fleet::rules;
+    match args.action {
+        RulesAction::Push {
+            script,
+            queue,
+            schemas,
+        } => {
+            let path = queue
+                .config
+                .clone()
+                .or_else(|| FileConfig::discover(&script));
+            let file = match &path {
+                Some(p) => FileConfig::load(p)?,
+                None => FileConfig::default(),
+            };
+            let settings = file.fleet.clone();
+            let config = Config::resolve(file, path, &Overrides::default())?;
+            let schemas = schemas.or(config.schemas.clone());
+            // Everything `hybrid check` checks, then the pipeline's cases where it has them.
+            let bundle = Bundle::build(&script, schemas.as_deref(), &config.limits)?;
+            if crate::cases::cases_path(&script).is_file() {
+                let common = CommonArgs {
+                    config: queue.config.clone(),
+                    schemas: schemas.clone(),
+                    ..Default::default()
+                };
+                let tested = test_command(TestArgs {
+                    script: script.clone(),
+                    cases: None,
+                    common,
+                })?;
+                if tested != ExitCode::SUCCESS {
+                    anyhow::bail!("not pushed: the pipeline's cases fail (above); the fleet keeps its rules\nhint: fix the rules or the cases, then push again");
+                }
+            }
+            let key = crate::fleet::pipeline_key(&script);
+            let pushed = rules::Pushed::of(&bundle, &script, schemas.as_deref())?;
+            let (runtime, fleet) = fleet_connect(&queue.queue, settings)?;
+            let revision = runtime.block_on(rules::push(&fleet, &key, &pushed))?;
+            println!(
+                "pushed {key} {} as revision {revision} to {}",
+                pushed.version, fleet.address
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesAction::History { name, queue, json } => {
+            let (runtime, fleet) =
+                fleet_connect(&queue.queue, fleet_settings(queue.config.as_deref())?)?;
+            let revisions = runtime.block_on(rules::history(&fleet, &name))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&revisions)?);
+            } else {
+                println!("{:>8}  {:<14} {:<24} by", "revision", "version", "pushed");
+                for r in &revisions {
+                    let note = r
+                        .rollback_of
+                        .map(|o| format!("  (rollback to revision {o})"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:>8}  {:<14} {:<24} {}{note}",
+                        r.revision, r.version, r.pushed_at, r.pushed_by
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesAction::Rollback {
+            name,
+            revision,
+            queue,
+        } => {
+            let (runtime, fleet) =
+                fleet_connect(&queue.queue, fleet_settings(queue.config.as_deref())?)?;
+            let (stored, version) = runtime.block_on(rules::rollback(&fleet, &name, revision))?;
+            println!("{name} rolled back to revision {revision} ({version}), stored as revision {stored}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn fleet_command(args: FleetArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        FleetAction::Status { queue, json } => {
+            let (runtime, fleet) =
+                fleet_connect(&queue.queue, fleet_settings(queue.config.as_deref())?)?;
+            let status = runtime.block_on(crate::fleet::status::status(&fleet))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", crate::fleet::status::render(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        FleetAction::Results { queue, dead } => {
+            use std::io::Write;
+            let (runtime, fleet) =
+                fleet_connect(&queue.queue, fleet_settings(queue.config.as_deref())?)?;
+            let mut stdout = std::io::stdout().lock();
+            let mut failed = None;
+            runtime.block_on(crate::fleet::status::stored(&fleet, dead, |m| {
+                let line = if dead {
+                    crate::fleet::status::dead_letter_json(&m)
+                        .to_string()
+                        .into_bytes()
+                } else {
+                    m.payload.to_vec()
+                };
+                if failed.is_none() {
+                    if let Err(e) = stdout
+                        .write_all(&line)
+                        .and_then(|_| stdout.write_all(b"\n"))
+                    {
+                        failed = Some(e);
+                    }
+                }
+            }))?;
+            match failed {
+                Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
     }
 }
@@ -799,6 +1067,24 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for s in &settings.shown {
         tracing::debug!(setting = s.name, value = %s.value, origin = %s.origin, "run setting");
     }
+    // `nats://HOST:PORT/STREAM`: this host is a worker of that fleet (see `fleet`).
+    let (queues, file_inputs): (Vec<PathBuf>, Vec<PathBuf>) = settings
+        .inputs
+        .iter()
+        .cloned()
+        .partition(|p| p.to_str().is_some_and(crate::fleet::is_address));
+    let queue = match queues.as_slice() {
+        [] => None,
+        [one] => Some(crate::fleet::Address::parse(&one.to_string_lossy())?),
+        _ => anyhow::bail!(
+            "a worker takes documents from one queue\nhint: run one `hybrid run` per queue"
+        ),
+    };
+    if let (Some(q), false) = (&queue, file_inputs.is_empty()) {
+        anyhow::bail!("a worker takes documents from its queue only, not from files too\nhint: put the files on the queue with `hybrid submit {q} FILES...`");
+    }
+    // A worker, like a watching host, runs until stopped and appends to its results.
+    let long_running = settings.watch || queue.is_some();
     if settings.out.is_none() {
         // `--overwrite` of stdout is harmless; resuming needs the earlier records.
         for (flag, given) in [("--resume", args.resume)] {
@@ -835,9 +1121,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // With --watch, directories are inboxes; everything else is read once, up front.
     let (inbox_dirs, batch): (Vec<PathBuf>, Vec<PathBuf>) = if settings.watch {
-        settings.inputs.iter().cloned().partition(|p| p.is_dir())
+        file_inputs.iter().cloned().partition(|p| p.is_dir())
     } else {
-        (Vec::new(), settings.inputs.clone())
+        (Vec::new(), file_inputs.clone())
     };
     let sources = documents::sources(&batch)?;
     if !inbox_dirs.is_empty() && settings.out.is_none() {
@@ -868,7 +1154,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // existing results file unless told to.
     let existing = if args.overwrite {
         crate::sink::Existing::Overwrite
-    } else if args.resume || settings.watch {
+    } else if args.resume || long_running {
         crate::sink::Existing::Append
     } else {
         crate::sink::Existing::Refuse
@@ -936,12 +1222,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         jobs: config.jobs,
         max_bytes: args.max_doc_bytes,
-        progress: !args.no_progress && !settings.watch,
+        progress: !args.no_progress && !long_running,
         max_record_bytes: config.limits.max_record_bytes,
     };
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
     // A swapped-in version is on probation for its first documents (see `probation`).
-    let probation = settings.watch.then(|| {
+    let probation = long_running.then(|| {
         Arc::new(crate::probation::Probation::new(
             bundle.clone(),
             config.reload.clone(),
@@ -961,11 +1247,41 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = stop_tx.send(true);
         });
         let (tx, rx) = tokio::sync::mpsc::channel(options.jobs * 2);
+        // A worker: the fleet's rules first, then its heartbeat, then documents.
+        let worker = match &queue {
+            Some(address) => {
+                let fleet = crate::fleet::Fleet::connect(address, &config.fleet).await?;
+                let key = crate::fleet::pipeline_key(&args.script);
+                let following = Arc::new(std::sync::Mutex::new(crate::fleet::rules::Following::default()));
+                crate::fleet::rules::adopt_latest(&fleet, &key, &config.limits, &bundle, &following).await;
+                tokio::spawn(crate::fleet::rules::follow(
+                    fleet.clone(),
+                    key.clone(),
+                    config.limits.clone(),
+                    bundle.clone(),
+                    probation.clone(),
+                    following.clone(),
+                ));
+                let settler = crate::fleet::queue::Settler::new(fleet.clone(), tokio::runtime::Handle::current());
+                tokio::spawn(crate::fleet::status::beat(
+                    fleet,
+                    key,
+                    bundle.clone(),
+                    following,
+                    settler.counters.clone(),
+                ));
+                Some(settler)
+            }
+            None => None,
+        };
         // Batch inputs first, then (when watching) the inboxes, through one channel.
         let mut batch = runner::read_sources(sources, options.max_bytes, options.jobs * 2);
         let feeder = {
             let tx = tx.clone();
             let inboxes = inboxes.clone();
+            let settler = worker.clone();
+            let stop = stop_rx.clone();
+            let max_bytes = options.max_bytes;
             tokio::spawn(async move {
                 while let Some(job) = batch.recv().await {
                     if tx.send(job).await.is_err() {
@@ -975,6 +1291,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 if let Some(inboxes) = inboxes {
                     tracing::info!(inboxes = ?inbox_dirs, state = %inboxes.state_path().display(), "watching for new documents; Ctrl-C to stop");
                     inboxes.spawn(tx).map_err(|e| anyhow::anyhow!("{e}\nhint: on Linux, raise fs.inotify.max_user_watches if the watch limit was reached"))?;
+                } else if let Some(settler) = settler {
+                    crate::fleet::queue::intake(settler, tx, max_bytes, stop).await?;
                 }
                 Ok(())
             })
@@ -996,6 +1314,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         // The documents read so far are recorded; now say why intake stopped, if it failed.
         feeder.await.context("the input task failed")??;
+        // Records are stored and messages acked before the worker goes.
+        if let Some(settler) = &worker {
+            settler.drain(std::time::Duration::from_secs(30)).await;
+            crate::fleet::status::sign_off(settler.fleet()).await;
+        }
         anyhow::Ok(Some(summary))
     })?;
     drop(out);

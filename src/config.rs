@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub cache: crate::cache::CacheFile,
     /// `[reload]`: probation of live-reloaded versions.
     pub reload: crate::probation::ReloadFile,
+    /// `[fleet]`: workers on a NATS JetStream work queue.
+    pub fleet: crate::fleet::FleetFile,
 }
 
 /// `[audit]`.
@@ -325,6 +327,7 @@ pub struct Config {
     pub budget: crate::spend::BudgetFile,
     pub cache: crate::cache::CacheFile,
     pub reload: crate::probation::ReloadFile,
+    pub fleet: crate::fleet::FleetFile,
     /// The effective value and origin of the settings an operator most often asks about
     /// (`hybrid check` prints them).
     pub shown: Vec<crate::pipeline::Shown>,
@@ -616,6 +619,7 @@ impl Config {
             budget: file.budget,
             cache: file.cache,
             reload: file.reload,
+            fleet: file.fleet,
             shown,
         })
     }

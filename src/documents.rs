@@ -177,24 +177,45 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Input {
     if bytes.is_empty() {
         return Err(failed_path(path, "file is empty".into()));
     }
-    let kind = extension(path);
+    from_bytes(shown.clone(), Some(shown), name, &bytes).map_err(|reason| failed_path(path, reason))
+}
+
+/// A document from a file's bytes (text, PDF or e-mail, by the extension of `name`), as it
+/// arrives from a work queue as well as from the disk.
+pub fn from_bytes(
+    id: String,
+    path: Option<String>,
+    name: String,
+    bytes: &[u8],
+) -> Result<Document, String> {
+    let kind = extension(Path::new(&name));
     let (text, meta) = match kind.as_str() {
-        "pdf" => (crate::extract::pdf_text(&bytes), Map::new()),
-        "eml" => match crate::extract::email(&bytes) {
+        "pdf" => (crate::extract::pdf_text(bytes), Map::new()),
+        "eml" => match crate::extract::email(bytes) {
             Ok((text, meta)) => (Ok(text), meta),
             Err(e) => (Err(e), Map::new()),
         },
-        _ => (decode_text(&bytes), Map::new()),
+        _ => (decode_text(bytes), Map::new()),
     };
-    let text = text.map_err(|reason| failed_path(path, reason))?;
     Ok(Document {
-        id: shown.clone(),
-        path: Some(shown),
+        id,
+        path,
         name,
-        text,
+        text: text?,
         kind,
         meta,
     })
+}
+
+/// A document from one JSON object (`{"id", "text", ...}`, as a JSONL line is), with
+/// `origin` as its id when it names none.
+pub fn from_json(bytes: &[u8], origin: &str) -> Result<Document, String> {
+    let mut doc = jsonl_document(bytes, None, origin, 0)?;
+    if doc.id == format!("{origin}:0") {
+        doc.id = origin.to_owned();
+        doc.name = origin.to_owned();
+    }
+    Ok(doc)
 }
 
 /// `Ok` for a regular file (or a link to one); otherwise why it is not a document.

@@ -584,6 +584,7 @@ impl Inboxes {
                         input: input.map(std::sync::Arc::new),
                         inbox_file: Some(path.clone()),
                         resumable,
+                        ticket: None,
                     };
                     if jobs.blocking_send(job).is_err() {
                         return;

@@ -32,6 +32,7 @@
 //! | what a rule change did (`hybrid diff`)             | [`diff`]                  |
 //! | pin a pipeline's behaviour (`hybrid test`)         | [`cases`]                 |
 //! | cap cloud spend per run, day and pipeline          | [`spend`]                 |
+//! | many hosts on a NATS JetStream queue; rules pushed | [`fleet`]                 |
 
 pub mod audit;
 pub mod bundle;
@@ -44,6 +45,7 @@ pub mod defs;
 pub mod diff;
 pub mod documents;
 pub mod extract;
+pub mod fleet;
 pub mod guard;
 pub mod host;
 pub mod inbox;

@@ -162,7 +162,8 @@ pub fn settings_dir(settings: Option<&Path>) -> PathBuf {
 
 /// `path` as written in a settings file in `dir`, as a path from here.
 fn from_settings(dir: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() || dir == Path::new(".") || path == Path::new("-") {
+    let url = path.to_str().is_some_and(crate::fleet::is_address);
+    if url || path.is_absolute() || dir == Path::new(".") || path == Path::new("-") {
         path.to_owned()
     } else {
         dir.join(path)
@@ -372,7 +373,8 @@ pub fn check_paths(run: &RunSettings, audit: &Path, shown: &[Shown]) -> Vec<Pipe
     };
     let mut problems = Vec::new();
     for input in &run.inputs {
-        if input != Path::new("-") && !input.exists() {
+        let queue = input.to_str().is_some_and(crate::fleet::is_address);
+        if input != Path::new("-") && !queue && !input.exists() {
             problems.push(PipelineError::MissingInput {
                 path: input.clone(),
                 origin: origin_of("inputs"),

@@ -99,6 +99,8 @@ pub struct Summary {
     pub skipped: u64,
     /// Calls `--replay` could not answer from the cache.
     pub replay_misses: u64,
+    /// Queued documents handed back after a transient failure (not recorded; retried).
+    pub handed_back: u64,
 }
 
 impl Summary {
@@ -148,6 +150,13 @@ impl std::fmt::Display for Summary {
                 f,
                 "; {} calls not in the answer cache (estimated, [replay-miss])",
                 self.replay_misses
+            )?;
+        }
+        if self.handed_back > 0 {
+            write!(
+                f,
+                "; {} handed back to the queue after a transient failure",
+                self.handed_back
             )?;
         }
         Ok(())

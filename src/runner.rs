@@ -53,6 +53,8 @@ pub struct Job {
     /// It may be passed over when the results already hold its record: true for documents
     /// read at start; an inbox file that arrives later is new work, even under an old name.
     pub resumable: bool,
+    /// Its claim on a queue message, when it came from the fleet's work queue.
+    pub ticket: Option<crate::fleet::queue::Ticket>,
 }
 
 /// Called after a document's record is written and flushed.
@@ -68,6 +70,7 @@ pub fn read_sources(sources: Vec<Source>, max_bytes: u64, capacity: usize) -> mp
                 input: input.map(Arc::new),
                 inbox_file: None,
                 resumable: true,
+                ticket: None,
             })
             .is_ok()
         });
@@ -103,9 +106,18 @@ pub async fn run(
                 on_done(&job, &record);
                 return Ok(());
             }
+            // A transient failure of a queued document goes back to the queue, unrecorded.
+            if job.ticket.as_ref().is_some_and(|t| t.hand_back(&record)) {
+                summary.handed_back += 1;
+                on_done(&job, &record);
+                return Ok(());
+            }
             let (record, line) = encode(record, options.max_record_bytes);
             summary.add(&record);
             out.write_line(&line)?;
+            if let Some(ticket) = &job.ticket {
+                ticket.done(&record, &line);
+            }
             on_done(&job, &record);
             if let Some(bar) = &progress {
                 bar.set_message(format!(
@@ -217,6 +229,7 @@ fn joined(result: Result<(Job, Record), tokio::task::JoinError>) -> (Job, Record
             }),
             inbox_file: None,
             resumable: false,
+            ticket: None,
         };
         (job, record)
     })

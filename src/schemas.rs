@@ -309,23 +309,26 @@ const INLINE_CACHE: usize = 256;
 impl SchemaRegistry {
     /// Compiles every `*.json` in `dir`. One bad schema fails the whole load, naming the file.
     pub fn load(dir: Option<PathBuf>) -> Result<SchemaRegistry, SchemaError> {
+        SchemaRegistry::load_from(dir, &crate::bundle::Files::Disk)
+    }
+
+    /// [`SchemaRegistry::load`], reading from the disk or from a pushed bundle's files.
+    pub fn load_from(
+        dir: Option<PathBuf>,
+        files: &crate::bundle::Files,
+    ) -> Result<SchemaRegistry, SchemaError> {
         let mut reg = SchemaRegistry {
             dir: dir.clone(),
             ..SchemaRegistry::default()
         };
         let Some(dir) = dir else { return Ok(reg) };
-        let entries = std::fs::read_dir(&dir).map_err(|source| SchemaError::Read {
+        let paths = files.json_in(&dir).map_err(|source| SchemaError::Read {
             path: dir.clone(),
             source,
         })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
-            .collect();
-        paths.sort();
         for path in paths {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Read {
+            let text = files.read(&path).map_err(|source| SchemaError::Read {
                 path: path.clone(),
                 source,
             })?;
@@ -407,13 +410,22 @@ impl SchemaRegistry {
 /// Where named schemas live for a script: `--schemas DIR`, else `schemas/` beside the
 /// script, else `schemas/` beside the script's folder.
 pub fn schemas_dir_for(script: &Path, explicit: Option<&Path>) -> Option<PathBuf> {
+    schemas_dir_in(script, explicit, &crate::bundle::Files::Disk)
+}
+
+/// [`schemas_dir_for`], looking in the disk or in a pushed bundle's files.
+pub fn schemas_dir_in(
+    script: &Path,
+    explicit: Option<&Path>,
+    files: &crate::bundle::Files,
+) -> Option<PathBuf> {
     if let Some(dir) = explicit {
         return Some(dir.to_owned());
     }
     crate::config::script_dirs(script)
         .into_iter()
         .map(|d| d.join("schemas"))
-        .find(|p| p.is_dir())
+        .find(|p| files.is_dir(p))
 }
 
 pub fn hash_hex(bytes: &[u8]) -> String {

@@ -3,6 +3,7 @@
 mod cli;
 mod cloud;
 mod examples;
+mod fleet;
 mod live;
 mod local;
 mod openai_stub;
