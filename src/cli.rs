@@ -123,9 +123,25 @@ enum Command {
 #[derive(Debug, Args)]
 struct QueueArg {
     /// The fleet's queue: nats://HOST:PORT/STREAM.
-    #[arg(long, visible_alias = "to", value_name = "URL", env = "HYBRID_QUEUE")]
+    #[arg(long, value_name = "URL", env = "HYBRID_QUEUE")]
     queue: String,
     /// Settings file (for `[fleet]`) [default: `hybrid.toml` here].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `--to`: the fleet a push goes to.
+#[derive(Debug, Args)]
+struct PushTo {
+    /// The fleet's queue: nats://HOST:PORT/STREAM.
+    #[arg(
+        long = "to",
+        visible_alias = "queue",
+        value_name = "URL",
+        env = "HYBRID_QUEUE"
+    )]
+    queue: String,
+    /// Settings file [default: `hybrid.toml` beside the script, in its parent, or here].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -156,7 +172,7 @@ enum RulesAction {
         /// The pipeline script; its rules are stored under its file name without `.rhai`.
         script: PathBuf,
         #[command(flatten)]
-        queue: QueueArg,
+        queue: PushTo,
         /// Folder of JSON Schemas [default: `schemas/` beside the script or its folder].
         #[arg(long, value_name = "DIR")]
         schemas: Option<PathBuf>,
@@ -176,7 +192,7 @@ enum RulesAction {
         /// The pipeline: its script's file name without `.rhai`.
         name: String,
         /// The revision to go back to (see `hybrid rules history`).
-        #[arg(long = "revision", value_name = "REVISION")]
+        #[arg(long = "to", value_name = "REVISION")]
         revision: u64,
         #[command(flatten)]
         queue: QueueArg,

@@ -152,7 +152,7 @@ pub async fn rollback(fleet: &Fleet, key: &str, to: u64) -> Result<(u64, String)
         .filter(|e| e.operation == kv::Operation::Put && e.key == key)
         .ok_or_else(|| {
             FleetError::Rules(format!(
-                "`{key}` has no revision {to}\nhint: `hybrid rules history {key} --to {}` lists them",
+                "`{key}` has no revision {to}\nhint: `hybrid rules history {key} --queue {}` lists them",
                 fleet.address
             ))
         })?;

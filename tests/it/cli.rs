@@ -594,7 +594,7 @@ fn completions_and_man_pages_cover_the_public_commands_only() {
         .output()
         .unwrap();
     let offered = String::from_utf8_lossy(&offered.stdout);
-    assert_eq!(offered.trim(), "run report", "{offered}");
+    assert_eq!(offered.trim(), "run report rules", "{offered}");
     for shell in ["zsh", "fish", "powershell", "elvish"] {
         p.hybrid(&["completions", shell]).output().expect_code(0);
     }
@@ -607,6 +607,9 @@ fn completions_and_man_pages_cover_the_public_commands_only() {
         "hybrid-run.1",
         "hybrid-check.1",
         "hybrid-report.1",
+        "hybrid-submit.1",
+        "hybrid-rules-push.1",
+        "hybrid-fleet-status.1",
     ] {
         let page = std::fs::read_to_string(p.path("man1").join(name)).unwrap();
         assert!(page.contains(".SH"), "{name}: {page}");

@@ -333,15 +333,7 @@ fn three_workers_record_each_document_once_through_a_kill_and_follow_pushed_rule
     assert_eq!(revisions.len(), 2, "{revisions:?}");
     assert_eq!(revisions[0]["version"], new_version.as_str());
     let back = p
-        .hybrid(&[
-            "rules",
-            "rollback",
-            "f",
-            "--revision",
-            "1",
-            "--queue",
-            &queue,
-        ])
+        .hybrid(&["rules", "rollback", "f", "--to", "1", "--queue", &queue])
         .output()
         .expect_code(0);
     assert!(
@@ -373,6 +365,9 @@ fn a_poison_document_ends_dead_and_a_server_restart_loses_nothing() {
     let cloud = StubServer::start(|_, seen| {
         if seen.raw.contains("poison") {
             Reply::error(500, "server_error", "the model crashed")
+        } else if seen.raw.contains("slow") {
+            // Longer than the ack wait: the worker's progress acks keep its lease.
+            Reply::content("stub answer").delayed(Duration::from_secs(4))
         } else {
             let content = match seen.schema() {
                 Some(schema) => instance_of(schema).to_string(),
@@ -392,6 +387,7 @@ fn a_poison_document_ends_dead_and_a_server_restart_loses_nothing() {
     );
     let mut input = docs("d", 40);
     input.push_str("{\"id\": \"poison\", \"text\": \"poison\"}\n");
+    input.push_str("{\"id\": \"slow\", \"text\": \"slow\"}\n");
     p.write("docs.jsonl", input);
     p.hybrid(&["submit", &queue, "docs.jsonl"])
         .output()
@@ -408,14 +404,14 @@ fn a_poison_document_ends_dead_and_a_server_restart_loses_nothing() {
     nats.up();
     let stored = wait_for(90, "every document's result", || {
         let r = results(&p, &nats.url("inbox"), false);
-        (r.len() >= 41).then_some(r)
+        (r.len() >= 42).then_some(r)
     });
-    assert_once(&stored, 41);
+    assert_once(&stored, 42);
     let poison = stored.iter().find(|r| r["id"] == "poison").unwrap();
     assert_eq!(poison["error"]["kind"], "server", "{poison}");
     assert_eq!(
         stored.iter().filter(|r| r["ok"] == true).count(),
-        40,
+        41,
         "{stored:?}"
     );
     // Tried max_deliver times, then given up to the dead-letter subject with its error.
@@ -431,6 +427,15 @@ fn a_poison_document_ends_dead_and_a_server_restart_loses_nothing() {
         .filter(|r| r.raw.contains("poison"))
         .count();
     assert_eq!(tries, 2);
+    let slow = cloud
+        .requests()
+        .iter()
+        .filter(|r| r.raw.contains("slow"))
+        .count();
+    assert_eq!(
+        slow, 1,
+        "a document longer than the ack wait was taken away"
+    );
     assert!(
         host.log().contains("handed back to the queue"),
         "{}",
