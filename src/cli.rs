@@ -371,6 +371,15 @@ struct RunArgs {
     /// `emit_dir`, else the folder of --out, else the current one].
     #[arg(long, value_name = "DIR")]
     emit_dir: Option<PathBuf>,
+    /// Serve the console (/metrics, /healthz, /readyz) on ADDR, e.g. 127.0.0.1:9464
+    /// [default: `[serve] listen`; none].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The token every console request must carry (`Authorization: Bearer ...`): the first
+    /// line of FILE [default: `[serve] token_file`, else $HYBRID_TOKEN]. Needed to listen
+    /// beyond loopback.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -1242,6 +1251,25 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         max_record_bytes: config.limits.max_record_bytes,
     };
     let bundle = Arc::new(ArcSwap::from_pointee(bundle));
+    // The console, when asked for: it reads the rules and the local model's state.
+    let console = match args.listen.as_ref().or(config.serve.listen.as_ref()) {
+        Some(addr) => {
+            let file = args
+                .token_file
+                .as_deref()
+                .or(config.serve.token_file.as_deref());
+            let token = crate::console::token(file)?;
+            crate::console::metrics::global()
+                .start(&args.script.display().to_string(), &bundle.load().version);
+            let host = crate::console::Host {
+                rules: bundle.clone(),
+                local: services.local.clone(),
+            };
+            Some(crate::console::serve(addr, token, Arc::new(host))?)
+        }
+        None => None,
+    };
+    let pipeline_name = args.script.display().to_string();
     // A swapped-in version is on probation for its first documents (see `probation`).
     let probation = long_running.then(|| {
         Arc::new(crate::probation::Probation::new(
@@ -1320,6 +1348,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             if let Some(probation) = &probation {
                 probation.observe(record);
+            }
+            if console.is_some() {
+                crate::console::metrics::global().observe(&pipeline_name, record);
             }
         };
         let summary = runner::run(bundle, services, rx, &options, &mut out, &resume, &mut on_done, stop_rx).await;

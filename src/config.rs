@@ -55,6 +55,18 @@ pub struct FileConfig {
     pub reload: crate::probation::ReloadFile,
     /// `[fleet]`: workers on a NATS JetStream work queue.
     pub fleet: crate::fleet::FleetFile,
+    /// `[serve]`: the operations console.
+    pub serve: ServeFile,
+}
+
+/// `[serve]`: the operations console of a long-running host.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeFile {
+    /// Address for /metrics, /healthz and /readyz, e.g. `127.0.0.1:9464` (like `--listen`).
+    pub listen: Option<String>,
+    /// A file whose first line is the token every request must carry (like `--token-file`).
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[audit]`.
@@ -328,6 +340,7 @@ pub struct Config {
     pub cache: crate::cache::CacheFile,
     pub reload: crate::probation::ReloadFile,
     pub fleet: crate::fleet::FleetFile,
+    pub serve: ServeFile,
     /// The effective value and origin of the settings an operator most often asks about
     /// (`hybrid check` prints them).
     pub shown: Vec<crate::pipeline::Shown>,
@@ -620,6 +633,7 @@ impl Config {
             cache: file.cache,
             reload: file.reload,
             fleet: file.fleet,
+            serve: file.serve,
             shown,
         })
     }

@@ -594,6 +594,14 @@ impl Inboxes {
             // Sleep until the next pending file settles or an event arrives, not a fixed tick:
             // a file is read the moment it is due (a rules reload then sees its first document
             // tens of milliseconds sooner).
+            // Waiting: seen, not yet done (a rescan also sees the files already done).
+            let waiting = pending
+                .iter()
+                .filter(|(path, (stamp, _))| !self.state.is_done(&self.key(path), stamp))
+                .count();
+            crate::console::metrics::global()
+                .pending
+                .set(waiting as i64);
             let now = Instant::now();
             let wait = pending
                 .values()

@@ -33,6 +33,7 @@
 //! | pin a pipeline's behaviour (`hybrid test`)         | [`cases`]                 |
 //! | cap cloud spend per run, day and pipeline          | [`spend`]                 |
 //! | many hosts on a NATS JetStream queue; rules pushed | [`fleet`]                 |
+//! | metrics and health checks of a running host        | [`console`]               |
 
 pub mod audit;
 pub mod bundle;
@@ -40,6 +41,7 @@ pub mod cache;
 pub mod cases;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod cost;
 pub mod defs;
 pub mod diff;

@@ -119,6 +119,9 @@ impl Probation {
             let trial = state.trial.take().expect("a trial");
             let rate = trial.failed as f64 / trial.seen as f64;
             self.current.store(trial.old.clone());
+            let metrics = crate::console::metrics::global();
+            metrics.reload("rolled_back");
+            metrics.set_version(&trial.old.version);
             tracing::error!(
                 rolled_back = %trial.new_version,
                 running = %trial.old.version,

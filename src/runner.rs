@@ -99,6 +99,7 @@ pub async fn run(
     let mut summary = Summary::default();
     let mut in_flight: JoinSet<(Job, Record)> = JoinSet::new();
     // `skipped`: the document already has a record (resume); only the completion hook runs.
+    let metrics = crate::console::metrics::global();
     let mut finish =
         |job: Job, record: Record, summary: &mut Summary, skipped: bool| -> std::io::Result<()> {
             if skipped {
@@ -169,6 +170,7 @@ pub async fn run(
             Ok(_) => {
                 let bundle = bundle.load_full();
                 let services = services.clone();
+                metrics.in_flight.inc();
                 in_flight.spawn_blocking(move || {
                     let Ok(doc) = &job.input else { unreachable!() };
                     let run = std::panic::AssertUnwindSafe(|| {
@@ -184,6 +186,7 @@ pub async fn run(
                                 .into(),
                         )
                     });
+                    crate::console::metrics::global().in_flight.dec();
                     (job, record)
                 });
             }

@@ -125,6 +125,7 @@ pub fn reload(spec: &BuildSpec, current: &ArcSwap<Bundle>) {
             let changed = changed_files(&old.files, &new.files);
             if let Some(gate) = &spec.gate {
                 if let Err(why) = gate(&new) {
+                    crate::console::metrics::global().reload("rejected");
                     tracing::error!(
                         keeping = %old.version,
                         rejected = %new.version,
@@ -143,11 +144,15 @@ pub fn reload(spec: &BuildSpec, current: &ArcSwap<Bundle>) {
             );
             let version = new.version.clone();
             let old = current.swap(Arc::new(new));
+            let metrics = crate::console::metrics::global();
+            metrics.reload("swapped");
+            metrics.set_version(&version);
             if let Some(probation) = &spec.probation {
                 probation.swapped(old, &version);
             }
         }
         Err(e) => {
+            crate::console::metrics::global().reload("rejected");
             tracing::error!(
                 keeping = %current.load().version,
                 "rules not reloaded, the last good version keeps running:\n{e}"

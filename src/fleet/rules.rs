@@ -226,6 +226,9 @@ fn settle(
         Ok(new) => {
             let version = new.version.clone();
             let old = current.swap(Arc::new(new));
+            let metrics = crate::console::metrics::global();
+            metrics.reload("swapped");
+            metrics.set_version(&version);
             tracing::info!(key, revision, old = %old.version, new = %version, "pushed rules swapped in");
             if let Some(probation) = probation.filter(|_| old.version != version) {
                 probation.swapped(old, &version);
@@ -233,6 +236,7 @@ fn settle(
             s.revision = Some(revision);
         }
         Err(why) => {
+            crate::console::metrics::global().reload("rejected");
             tracing::error!(key, revision, keeping = %current.load().version, "pushed rules rejected on this worker, the last good version keeps running:\n{why}");
             s.rejected = Some((revision, why));
         }

@@ -78,6 +78,18 @@ pub async fn beat(
             started: started.clone(),
             at: crate::audit::now(),
         };
+        // The queue's depth, for the console's `documents_pending`.
+        if let Ok(stream) = fleet.js.get_stream(&fleet.address.stream).await {
+            let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                stream.get_consumer("workers").await;
+            if let Ok(mut c) = consumer {
+                if let Ok(info) = c.info().await {
+                    crate::console::metrics::global()
+                        .pending
+                        .set(info.num_pending as i64);
+                }
+            }
+        }
         if let Ok(store) = fleet.fleet_bucket().await {
             let body = serde_json::to_vec(&beat).unwrap_or_default();
             if let Err(e) = store.put(&worker, Bytes::from(body)).await {

@@ -187,6 +187,7 @@ fn prepare(
             Ok((redactions, egress)) => (redactions, Some(egress)),
             Err((blocked, body)) => {
                 tracing::warn!(doc = %doc.document.id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
+                crate::console::metrics::global().blocked(&blocked.rule);
                 // What was stopped is exactly what must not be written down: hash only.
                 let egress = doc.egress(backend.model(), Value::Null, &body);
                 egress.outcome(Outcome::Blocked, false, |e| {
@@ -788,7 +789,7 @@ fn model_error(role: Role, model: &str, err: ModelError, pos: Position) -> Box<E
 }
 
 impl CallRecord {
-    fn new(
+    pub(crate) fn new(
         function: &'static str,
         backend: &str,
         model: &str,

@@ -172,6 +172,22 @@ impl MistralBackend {
 }
 
 impl Backend for MistralBackend {
+    fn load_state(&self) -> &'static str {
+        match self.loaded.get() {
+            Some(Ok(_)) => "loaded",
+            Some(Err(_)) => "failed",
+            None if self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some() =>
+            {
+                "loading"
+            }
+            None => "not loaded",
+        }
+    }
+
     fn name(&self) -> &str {
         "mistralrs"
     }

@@ -195,6 +195,12 @@ pub trait Backend: Send + Sync {
     fn io_on_caller(&self) -> bool {
         false
     }
+    /// For health checks: `ready` (nothing to load: a server, a stand-in), or for an
+    /// in-process model `not loaded` (it loads at the first call), `loading`, `loaded`,
+    /// `failed`.
+    fn load_state(&self) -> &'static str {
+        "ready"
+    }
     /// Answer one request.
     fn complete<'a>(
         &'a self,

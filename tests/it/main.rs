@@ -2,6 +2,7 @@
 
 mod cli;
 mod cloud;
+mod console;
 mod examples;
 mod fleet;
 mod live;
