@@ -97,6 +97,9 @@ enum Command {
     Rules(RulesArgs),
     /// The fleet: `status` lists live workers, the version each runs, and the queue.
     Fleet(FleetArgs),
+    /// Serve the review page and the dashboard for a results file (decisions go to
+    /// `reviews.jsonl` beside it), or `--export` a fine-tuning file with reviewed targets.
+    Review(ReviewArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example: `hybrid completions bash > ~/.local/share/bash-completion/completions/hybrid`,
@@ -142,6 +145,29 @@ struct PushTo {
     )]
     queue: String,
     /// Settings file [default: `hybrid.toml` beside the script, in its parent, or here].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReviewArgs {
+    /// A results file written by `hybrid run`.
+    results: PathBuf,
+    /// Where to serve the pages.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8470")]
+    listen: String,
+    /// The token every request must carry (its first line) [default: $HYBRID_TOKEN]. Needed
+    /// to listen beyond loopback; a browser opens the page once with `?token=TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Folder of JSON Schemas, for the edit form [default: `schemas/` here].
+    #[arg(long, value_name = "DIR")]
+    schemas: Option<PathBuf>,
+    /// Print the fine-tuning examples in FILE (an emitted stream, e.g. finetune_intent.jsonl)
+    /// with reviewed values as their targets and rejected ones left out, then exit.
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// Settings file (for `[currency]` and prices) [default: `hybrid.toml` here].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -552,6 +578,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit(args),
         Command::Rules(args) => rules_command(args),
         Command::Fleet(args) => fleet_command(args),
+        Command::Review(args) => review_command(args),
         Command::Diff(args) => {
             let path = args
                 .config
@@ -759,6 +786,51 @@ fn fleet_command(args: FleetArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn review_command(args: ReviewArgs) -> anyhow::Result<ExitCode> {
+    if !args.results.is_file() {
+        anyhow::bail!(
+            "no results file `{}`\nhint: pass the --out FILE of a `hybrid run`",
+            args.results.display()
+        );
+    }
+    let queue = crate::console::review::Queue::beside(&args.results, args.schemas.clone());
+    if let Some(examples) = &args.export {
+        let mut stdout = std::io::stdout().lock();
+        let (written, reviewed, left_out) =
+            crate::console::review::export(&queue, examples, &mut stdout)?;
+        if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("hybrid: {written} examples, {reviewed} with reviewed targets; {left_out} rejected and left out");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = args
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("hybrid.toml")).filter(|p| p.is_file()));
+    let file = match &path {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let config = Config::resolve(file, path, &Overrides::default())?;
+    let token = crate::console::token(args.token_file.as_deref())?;
+    let host = crate::console::Host {
+        rules: None,
+        local: None,
+        review: Some(queue),
+        pricing: config.pricing.clone(),
+    };
+    let bound = crate::console::serve(&args.listen, token, Arc::new(host))?;
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("hybrid: review at http://{bound}/review, dashboard at http://{bound}/dashboard; Ctrl-C to stop");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(wait_for_signal());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Stack for the threads documents run on. Only what a document touches is committed; a
@@ -1261,9 +1333,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let token = crate::console::token(file)?;
             crate::console::metrics::global()
                 .start(&args.script.display().to_string(), &bundle.load().version);
+            let schemas = crate::schemas::schemas_dir_for(&args.script, config.schemas.as_deref());
             let host = crate::console::Host {
-                rules: bundle.clone(),
-                local: services.local.clone(),
+                rules: Some(bundle.clone()),
+                local: Some(services.local.clone()),
+                review: settings
+                    .out
+                    .as_deref()
+                    .map(|out| crate::console::review::Queue::beside(out, schemas)),
+                pricing: config.pricing.clone(),
             };
             Some(crate::console::serve(addr, token, Arc::new(host))?)
         }
@@ -1448,6 +1526,32 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             for line in caps {
                 println!("  {line}");
             }
+        }
+        // What people decided on the items the pipelines sent them (`hybrid review`).
+        for results in &args.results {
+            let queue = crate::console::review::Queue::beside(results, None);
+            let Ok(counts) = crate::console::review::counts(&queue) else {
+                continue;
+            };
+            if counts.items == 0 {
+                continue;
+            }
+            let by: Vec<String> = counts
+                .by_decision
+                .iter()
+                .map(|(d, n)| format!("{d} {n}"))
+                .collect();
+            println!(
+                "\nreviews: {} of {} items sent to people decided{} ({})",
+                counts.decided,
+                counts.items,
+                if by.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", by.join(", "))
+                },
+                queue.reviews.display()
+            );
         }
     }
     if let Some(chart) = &args.chart {

@@ -1,5 +1,6 @@
 //! The one integration test binary: every test drives the real `hybrid` binary.
 
+mod browser;
 mod cli;
 mod cloud;
 mod console;
