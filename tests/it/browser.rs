@@ -272,9 +272,9 @@ fn reviewed_run() -> Project {
     p
 }
 
-fn serve(p: &Project, extra: &[&str]) -> (Running, u16) {
+fn serve(p: &Project, host: &str, extra: &[&str]) -> (Running, u16) {
     let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("{host}:{port}");
     let mut args = vec!["review", "out/intents.jsonl", "--listen", &listen];
     args.extend_from_slice(extra);
     let host = p.spawn(&args);
@@ -291,7 +291,7 @@ fn reviews(p: &Project) -> Vec<Value> {
 #[test]
 fn a_reviewer_decides_with_the_keyboard_and_edits_through_the_schema_form() {
     let p = reviewed_run();
-    let (host, port) = serve(&p, &[]);
+    let (host, port) = serve(&p, "127.0.0.1", &[]);
     let browser = Browser::start();
     browser.open(&format!("http://127.0.0.1:{port}/review"));
     let waiting = browser.wait_js(
@@ -435,7 +435,8 @@ fn a_reviewer_decides_with_the_keyboard_and_edits_through_the_schema_form() {
 fn pages_beyond_loopback_need_the_token_and_a_browser_carries_it_as_a_cookie() {
     let p = reviewed_run();
     p.write("token", "t0ken-for-reviewers\n");
-    let (host, port) = serve(&p, &["--token-file", "token"]);
+    // Bound on every interface (reached here over loopback only): the token is required.
+    let (host, port) = serve(&p, "0.0.0.0", &["--token-file", "token"]);
     let browser = Browser::start();
     browser.open(&format!("http://127.0.0.1:{port}/review"));
     let body = browser.js("return document.body.textContent");

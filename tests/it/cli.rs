@@ -594,7 +594,7 @@ fn completions_and_man_pages_cover_the_public_commands_only() {
         .output()
         .unwrap();
     let offered = String::from_utf8_lossy(&offered.stdout);
-    assert_eq!(offered.trim(), "run report rules", "{offered}");
+    assert_eq!(offered.trim(), "run report rules review", "{offered}");
     for shell in ["zsh", "fish", "powershell", "elvish"] {
         p.hybrid(&["completions", shell]).output().expect_code(0);
     }
