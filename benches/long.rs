@@ -177,6 +177,7 @@ fn guard_per_document(root: &Path) {
                 text: contract(i, bytes),
                 kind: "txt".into(),
                 meta: Default::default(),
+                unread: None,
             })
             .collect();
         let mut times = Vec::new();

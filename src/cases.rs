@@ -102,6 +102,7 @@ pub fn read(path: &Path) -> Result<Vec<Case>, CasesError> {
             text: text.to_owned(),
             kind: d["kind"].as_str().unwrap_or("txt").to_owned(),
             meta: d["meta"].as_object().cloned().unwrap_or_default(),
+            unread: None,
         };
         let answers = |f: &str| v["answers"][f].as_array().cloned().unwrap_or_default();
         let (expect, expect_error) = (

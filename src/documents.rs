@@ -25,9 +25,24 @@ pub struct Document {
     /// `txt`, `md`, `json`, ... (the extension, lower case).
     pub kind: String,
     pub meta: Map<String, Value>,
+    /// A PDF or e-mail as read from disk, its text not extracted yet: extraction is slow
+    /// (a long PDF takes seconds), so it happens in the document's own job, bounded by
+    /// `--jobs` and counted in its record's `elapsed_ms` ([`Document::extracted`]), not on
+    /// the one reader every document waits behind.
+    #[serde(skip)]
+    pub unread: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl Document {
+    /// The document with its text extracted (itself when there was nothing to extract), or
+    /// why it has none.
+    pub fn extracted(&self) -> Result<Document, String> {
+        match &self.unread {
+            None => Ok(self.clone()),
+            Some(bytes) => from_bytes(self.id.clone(), self.path.clone(), self.name.clone(), bytes),
+        }
+    }
+
     /// Where the document came from, for records: `path` or `path:line`.
     pub fn source(&self) -> String {
         match (&self.path, self.meta.get("line")) {
@@ -177,7 +192,30 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Input {
     if bytes.is_empty() {
         return Err(failed_path(path, "file is empty".into()));
     }
-    from_bytes(shown.clone(), Some(shown), name, &bytes).map_err(|reason| failed_path(path, reason))
+    read_later(shown.clone(), Some(shown), name, bytes).map_err(|reason| failed_path(path, reason))
+}
+
+/// A document from a file's bytes, with a PDF's or an e-mail's text left to extract in the
+/// document's own job ([`Document::extracted`]); text is decoded now.
+pub fn read_later(
+    id: String,
+    path: Option<String>,
+    name: String,
+    bytes: Vec<u8>,
+) -> Result<Document, String> {
+    let kind = extension(Path::new(&name));
+    if kind == "pdf" || kind == "eml" {
+        return Ok(Document {
+            id,
+            path,
+            name,
+            text: String::new(),
+            kind,
+            meta: Map::new(),
+            unread: Some(std::sync::Arc::new(bytes)),
+        });
+    }
+    from_bytes(id, path, name, &bytes)
 }
 
 /// A document from a file's bytes (text, PDF or e-mail, by the extension of `name`), as it
@@ -204,6 +242,7 @@ pub fn from_bytes(
         text: text?,
         kind,
         meta,
+        unread: None,
     })
 }
 
@@ -395,6 +434,7 @@ fn jsonl_document(
         text,
         kind,
         meta,
+        unread: None,
     })
 }
 

@@ -38,11 +38,20 @@ pub fn isolate_pdfs(isolation: Isolation) {
     let _ = ISOLATION.set(isolation);
 }
 
+/// How far into a file the `%PDF-` header may start: some mail gateways and scanners put
+/// bytes before it, and PDF readers accept that.
+const HEADER_WITHIN: usize = 1024;
+
 /// Text of a PDF, or why there is none.
 pub fn pdf_text(bytes: &[u8]) -> Result<String, String> {
-    if !bytes.starts_with(b"%PDF") {
-        return Err("not a PDF (no %PDF header); the file may be corrupt or misnamed".into());
-    }
+    let head = &bytes[..bytes.len().min(HEADER_WITHIN)];
+    let Some(start) = head.windows(5).position(|w| w == b"%PDF-") else {
+        return Err(
+            "not a PDF (no %PDF- header in its first 1 KiB); the file may be corrupt or misnamed"
+                .into(),
+        );
+    };
+    let bytes = &bytes[start..];
     match ISOLATION.get() {
         Some(isolation) => pdf_text_in_child(bytes, isolation),
         None => pdf_text_here(bytes),
@@ -158,42 +167,109 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
 
 fn pdf_text_here(bytes: &[u8]) -> Result<String, String> {
     let extracted = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
-    let encrypted = contains(bytes, b"/Encrypt");
-    match extracted {
+    let problem = match extracted {
         Ok(Ok(text)) => {
             let text = normalise(&text);
-            if text.trim().is_empty() {
-                Err(if encrypted {
-                    "the PDF is encrypted (password-protected); decrypt it before dropping it in"
-                        .into()
-                } else {
-                    "the PDF has no extractable text (a scanned image?); OCR it first".into()
+            if !text.trim().is_empty() {
+                return Ok(text);
+            }
+            None
+        }
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the PDF library failed on it".into()),
+        ),
+    };
+    Err(diagnose(bytes, problem))
+}
+
+/// Why a PDF gave no text, from what is actually in it: a password, text in fonts the
+/// reader cannot decode, pages that are only images, nothing at all, or a file that does not
+/// parse. `problem` is what the text extractor said, if it failed.
+fn diagnose(bytes: &[u8], problem: Option<String>) -> String {
+    let said = problem
+        .as_deref()
+        .map(|p| format!(" (the reader said: {})", p.lines().next().unwrap_or(p)))
+        .unwrap_or_default();
+    let found = std::panic::catch_unwind(|| -> Result<(bool, bool, bool), String> {
+        let mut doc = lopdf::Document::load_mem(bytes).map_err(|e| e.to_string())?;
+        if doc.is_encrypted() && doc.decrypt("").is_err() {
+            return Ok((true, false, false));
+        }
+        let text_operators = doc.get_pages().values().any(|page| {
+            doc.get_page_content(*page)
+                .ok()
+                .and_then(|content| lopdf::content::Content::decode(&content).ok())
+                .is_some_and(|c| {
+                    c.operations
+                        .iter()
+                        .any(|op| matches!(op.operator.as_str(), "Tj" | "TJ" | "'" | "\""))
                 })
+        });
+        let images = doc.objects.values().any(|o| {
+            o.as_stream().is_ok_and(|s| {
+                s.dict
+                    .get(b"Subtype")
+                    .and_then(|t| t.as_name())
+                    .is_ok_and(|n| n == b"Image")
+            })
+        });
+        Ok((false, text_operators, images))
+    });
+    match found {
+        Ok(Ok((true, _, _))) => "the PDF is encrypted with a password; decrypt it (e.g. `qpdf --decrypt --password=... in.pdf out.pdf`) before dropping it in".into(),
+        Ok(Ok((false, true, _))) => {
+            let fonts = problem.as_deref().is_some_and(|p| {
+                let p = p.to_lowercase();
+                ["encoding", "cmap", "font", "glyph", "unicode"].iter().any(|w| p.contains(w))
+            });
+            if fonts {
+                format!("the PDF has text, in a font encoding the text reader does not support (CJK CMaps, for one){said}; the file is not corrupt")
             } else {
-                Ok(text)
+                format!("the PDF has text, but the text reader got none out of it{said}: its fonts may use an encoding the reader does not support")
             }
         }
-        Ok(Err(_)) | Err(_) if encrypted => Err(
-            "the PDF is encrypted (password-protected); decrypt it before dropping it in".into(),
-        ),
-        Ok(Err(e)) => Err(format!(
-            "the PDF cannot be read: {e}; the file may be corrupt"
-        )),
-        Err(_) => Err(
-            "the PDF cannot be read: the PDF library failed on it; the file may be corrupt".into(),
-        ),
+        Ok(Ok((false, false, true))) => {
+            "the PDF's pages are images only (a scan or a photo): it has no text layer".into()
+        }
+        Ok(Ok((false, false, false))) => "the PDF has no text and no images (blank pages?)".into(),
+        Ok(Err(e)) => format!("the PDF cannot be parsed: {e}; the file may be corrupt or truncated"),
+        Err(_) => format!("the PDF cannot be read: the PDF library failed on it{said}; the file may be corrupt"),
     }
 }
 
-/// An e-mail: the text to process, and what goes into `doc.meta`.
+/// How deep forwarded messages (`message/rfc822` attachments) are opened.
+const MAX_FORWARD_DEPTH: usize = 3;
+
+/// An e-mail: the text to process, and what goes into `doc.meta`. Forwarded messages
+/// inside it are opened (three levels deep): their headers, body and attachments join the
+/// text, and they are listed in `meta.attachments` with their own.
 pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
-    use mail_parser::{MessageParser, MimeHeaders};
+    use mail_parser::MessageParser;
     let message = MessageParser::default()
         .parse(bytes)
         .ok_or_else(|| "not an e-mail message (no headers could be parsed)".to_string())?;
     if message.headers().is_empty() {
         return Err("not an e-mail message (no headers could be parsed)".into());
     }
+    let mut meta = headers(&message);
+    let mut text = String::new();
+    if let Some(subject) = message.subject() {
+        text.push_str(&format!("Subject: {subject}\n\n"));
+    }
+    let attachments = read_message(&message, 0, &mut text);
+    meta.insert("attachments".into(), Value::Array(attachments));
+    if text.trim().is_empty() {
+        return Err("the e-mail has no text body and no readable attachment".into());
+    }
+    Ok((text, meta))
+}
+
+fn headers(message: &mail_parser::Message) -> Map<String, Value> {
     let mut meta = Map::new();
     let addresses = |a: Option<&mail_parser::Address>| -> Value {
         a.map(|a| {
@@ -214,11 +290,13 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
     meta.insert("subject".into(), json!(message.subject()));
     meta.insert("date".into(), json!(message.date().map(|d| d.to_rfc3339())));
     meta.insert("message_id".into(), json!(message.message_id()));
+    meta
+}
 
-    let mut text = String::new();
-    if let Some(subject) = message.subject() {
-        text.push_str(&format!("Subject: {subject}\n\n"));
-    }
+/// Appends a message's body and readable attachments to `text`; returns the attachments'
+/// entries for `meta.attachments`.
+fn read_message(message: &mail_parser::Message, depth: usize, text: &mut String) -> Vec<Value> {
+    use mail_parser::MimeHeaders;
     let body = message
         .body_text(0)
         .map(|b| b.replace("\r\n", "\n"))
@@ -235,6 +313,37 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
             .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("octet-stream")))
             .unwrap_or_else(|| "application/octet-stream".into());
         let contents = part.contents();
+        let mut entry =
+            json!({"name": name, "content_type": content_type, "bytes": contents.len()});
+        if let Some(inner) = part.message() {
+            // A forwarded message: its headers in the entry, its text and attachments in
+            // the document.
+            for (k, v) in headers(inner) {
+                entry[k.as_str()] = v;
+            }
+            if depth + 1 >= MAX_FORWARD_DEPTH {
+                entry["included"] = json!(false);
+                entry["error"] = json!(format!(
+                    "a message forwarded more than {MAX_FORWARD_DEPTH} levels deep is not opened"
+                ));
+            } else {
+                let subject = inner.subject().unwrap_or("(no subject)");
+                text.push_str(&format!("\n\n--- forwarded message: {subject} ---\n"));
+                let from = entry["from"].clone();
+                if let Some(from) = from
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .and_then(|f| f.as_str())
+                {
+                    text.push_str(&format!("From: {from}\n"));
+                }
+                let inner_attachments = read_message(inner, depth + 1, text);
+                entry["included"] = json!(true);
+                entry["attachments"] = Value::Array(inner_attachments);
+            }
+            attachments.push(entry);
+            continue;
+        }
         let lower = name.to_lowercase();
         let extracted = if content_type == "application/pdf" || lower.ends_with(".pdf") {
             Some(pdf_text(contents))
@@ -242,16 +351,16 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
             || lower.ends_with(".txt")
             || lower.ends_with(".md")
         {
-            Some(
-                std::str::from_utf8(contents)
+            // mail-parser has decoded the part's charset already when it is text.
+            Some(match part.text_contents() {
+                Some(t) => Ok(t.replace("\r\n", "\n")),
+                None => std::str::from_utf8(contents)
                     .map(|t| t.replace("\r\n", "\n"))
                     .map_err(|_| "not UTF-8 text".to_string()),
-            )
+            })
         } else {
             None
         };
-        let mut entry =
-            json!({"name": name, "content_type": content_type, "bytes": contents.len()});
         match extracted {
             Some(Ok(t)) => {
                 text.push_str(&format!("\n\n--- attachment: {name} ---\n{}", t.trim_end()));
@@ -263,20 +372,12 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
             }
             None => {
                 entry["included"] = json!(false);
-                entry["error"] = json!("not a text or PDF attachment");
+                entry["error"] = json!(format!("not a text or PDF attachment ({content_type})"));
             }
         }
         attachments.push(entry);
     }
-    meta.insert("attachments".into(), Value::Array(attachments));
-    if text.trim().is_empty() {
-        return Err("the e-mail has no text body and no readable attachment".into());
-    }
-    Ok((text, meta))
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    attachments
 }
 
 /// PDF text comes with ragged whitespace: collapse runs of blank lines and trailing spaces.
@@ -305,7 +406,7 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_pdf() {
-        assert!(pdf_text(b"hello").unwrap_err().contains("no %PDF header"));
+        assert!(pdf_text(b"hello").unwrap_err().contains("no %PDF- header"));
         assert!(pdf_text(b"%PDF-1.4\n\x00\x01garbage").is_err());
     }
 
@@ -321,5 +422,69 @@ mod tests {
         assert_eq!(atts.len(), 2);
         assert_eq!(atts[0]["included"], true);
         assert_eq!(atts[1]["included"], false);
+    }
+
+    #[test]
+    fn legacy_east_asian_charsets_are_decoded() {
+        for (charset, body, expected) in [
+            ("euc-kr", b"\xb0\xe8\xbe\xe0\xbc\xad\xb8\xa6\x20\xc3\xb7\xba\xce\xc7\xd5\xb4\xcf\xb4\xd9".as_slice(), "계약서를 첨부합니다"),
+            ("ks_c_5601-1987", b"\xbc\xad\xb8\xed\xb5\xc8\x20\xb0\xe8\xbe\xe0\xbc\xad".as_slice(), "서명된 계약서"),
+            ("shift_jis", b"\x8c\x5f\x96\xf1\x8f\x91\x82\xf0\x93\x59\x95\x74\x82\xb5\x82\xdc\x82\xb7".as_slice(), "契約書を添付します"),
+            ("iso-2022-jp", b"\x1b\x24\x42\x37\x40\x4c\x73\x24\x4e\x39\x39\x3f\x37\x24\x4b\x24\x44\x24\x24\x24\x46\x1b\x28\x42".as_slice(), "契約の更新について"),
+        ] {
+            let mut eml = format!(
+                "From: a@example.kr\r\nSubject: test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"{charset}\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            )
+            .into_bytes();
+            eml.extend_from_slice(body);
+            let (text, _) = email(&eml).unwrap();
+            assert!(text.contains(expected), "{charset}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_messages_are_opened_with_their_headers_and_attachments() {
+        let eml = "From: Ana <ana@dataandes.co>\r\nTo: legal@lasabana.co\r\nSubject: Fwd: contrato\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTe reenvío el contrato.\r\n--outer\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"original.eml\"\r\n\r\nFrom: Proveedor <ventas@proveedor.co>\r\nSubject: Contrato de suministro\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n--inner\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nAdjunto el contrato firmado.\r\n--inner\r\nContent-Type: text/plain; name=\"anexo.txt\"\r\nContent-Disposition: attachment; filename=\"anexo.txt\"\r\n\r\nANEXO B: penalidades.\r\n--inner--\r\n--outer--\r\n";
+        let (text, meta) = email(eml.as_bytes()).unwrap();
+        assert!(text.contains("Te reenvío el contrato."), "{text}");
+        assert!(
+            text.contains("--- forwarded message: Contrato de suministro ---"),
+            "{text}"
+        );
+        assert!(text.contains("Adjunto el contrato firmado."), "{text}");
+        assert!(text.contains("ANEXO B: penalidades."), "{text}");
+        let forwarded = &meta["attachments"][0];
+        assert_eq!(forwarded["content_type"], "message/rfc822");
+        assert_eq!(forwarded["subject"], "Contrato de suministro");
+        assert_eq!(forwarded["from"][0], "Proveedor <ventas@proveedor.co>");
+        assert_eq!(forwarded["included"], true);
+        assert_eq!(forwarded["attachments"][0]["name"], "anexo.txt");
+    }
+
+    #[test]
+    fn forwarding_is_opened_three_levels_deep_only() {
+        let mut eml = "From: x@y.co\r\nSubject: nivel 4\r\n\r\nel fondo\r\n".to_string();
+        for level in (1..=3).rev() {
+            eml = format!("From: x@y.co\r\nSubject: nivel {level}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\nContent-Type: text/plain\r\n\r\ntexto {level}\r\n--b{level}\r\nContent-Type: message/rfc822\r\n\r\n{eml}\r\n--b{level}--\r\n");
+        }
+        let (text, meta) = email(eml.as_bytes()).unwrap();
+        assert!(
+            text.contains("texto 3") && !text.contains("el fondo"),
+            "{text}"
+        );
+        let deepest = &meta["attachments"][0]["attachments"][0]["attachments"][0];
+        assert_eq!(deepest["included"], false, "{meta:?}");
+    }
+
+    #[test]
+    fn a_pdf_may_start_after_other_bytes() {
+        assert!(pdf_text(&[b'x'; 2000]).unwrap_err().contains("first 1 KiB"));
+        let late = [
+            b"X-Gateway: scanned\r\n\r\n".as_slice(),
+            b"%PDF-1.4\n\x00garbage",
+        ]
+        .concat();
+        let err = pdf_text(&late).unwrap_err();
+        assert!(!err.contains("no %PDF- header"), "{err}");
     }
 }

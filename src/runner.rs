@@ -173,8 +173,30 @@ pub async fn run(
                 metrics.in_flight.inc();
                 in_flight.spawn_blocking(move || {
                     let Ok(doc) = &job.input else { unreachable!() };
+                    // A PDF or e-mail is read here, in its own job, and the time counts.
+                    let started = Instant::now();
+                    let doc = match doc.extracted() {
+                        Ok(extracted) if doc.unread.is_some() => Arc::new(extracted),
+                        Ok(_) => doc.clone(),
+                        Err(reason) => {
+                            tracing::warn!(source = %doc.source(), "input skipped: {reason}");
+                            let mut record = failed_record(
+                                &doc.id,
+                                doc.source(),
+                                &bundle.version,
+                                "input",
+                                reason,
+                            );
+                            record.elapsed_ms = started.elapsed().as_millis() as u64;
+                            crate::console::metrics::global().in_flight.dec();
+                            return (job, record);
+                        }
+                    };
+                    let extract_ms = started.elapsed().as_millis() as u64;
                     let run = std::panic::AssertUnwindSafe(|| {
-                        host::run_document(&bundle, &services, doc)
+                        let mut record = host::run_document(&bundle, &services, &doc);
+                        record.elapsed_ms += extract_ms;
+                        record
                     });
                     let record = std::panic::catch_unwind(run).unwrap_or_else(|_| {
                         failed_record(

@@ -383,18 +383,14 @@ async fn job_of(settler: &Settler, message: async_nats::jetstream::Message, max_
             ),
         })
     } else if let Some(name) = header(NAME_HEADER) {
-        let bytes = payload.clone();
-        let id = id_hint.clone();
-        tokio::task::spawn_blocking(move || {
-            documents::from_bytes(id, Some(name.clone()), name, &bytes)
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("reading the document failed: {e}")))
-        .map_err(|reason| documents::Failed {
-            id: id_hint.clone(),
-            source: origin.clone(),
-            reason,
-        })
+        // A PDF's or e-mail's text is extracted in the document's own job.
+        documents::read_later(id_hint.clone(), Some(name.clone()), name, payload.to_vec()).map_err(
+            |reason| documents::Failed {
+                id: id_hint.clone(),
+                source: origin.clone(),
+                reason,
+            },
+        )
     } else {
         documents::from_json(&payload, &origin).map_err(|reason| documents::Failed {
             id: id_hint.clone(),

@@ -509,6 +509,70 @@ fn hostile_files_become_error_records_in_bounded_time_and_memory() {
 }
 
 #[test]
+fn a_slow_pdf_holds_up_no_other_document_and_reasons_say_what_was_found() {
+    let p = Project::new();
+    p.write("scripts/echo.rhai", "fn process(doc) { doc.text }\n");
+    // Read first (sorted), slow to extract: it must not hold up the files behind it.
+    p.write("in/a-bomb.pdf", pdf_bomb(400 << 20));
+    p.write("in/b.txt", "uno");
+    p.write("in/c.txt", "dos");
+    // A gateway's bytes before the header, as readers accept.
+    let mut prefixed = b"X-Scanner: MFP-4\r\n\r\n".to_vec();
+    prefixed.extend(crate::support::make_pdf(&["Contrato con preámbulo"], false));
+    p.write("in/d-prefixed.pdf", prefixed);
+    p.write("in/e-scan.pdf", crate::support::make_image_pdf());
+    p.write(
+        "in/f-locked.pdf",
+        crate::support::make_pdf(&["secreto"], true),
+    );
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/echo.rhai",
+            "in",
+            "--out",
+            "r.jsonl",
+            "--jobs",
+            "2",
+        ])
+        .output()
+        .expect_code(2);
+    let records = read_records(&p.path("r.jsonl"));
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let at = |id: &str| ids.iter().position(|i| *i == id).unwrap();
+    assert!(
+        at("in/b.txt") < at("in/a-bomb.pdf") && at("in/c.txt") < at("in/a-bomb.pdf"),
+        "the PDF was read ahead of the others: {ids:?}"
+    );
+    let record = |id: &str| records.iter().find(|r| r["id"] == id).unwrap().clone();
+    let bomb = record("in/a-bomb.pdf");
+    assert!(
+        bomb["elapsed_ms"].as_u64().unwrap() >= 10,
+        "extraction counts in elapsed_ms: {bomb}"
+    );
+    assert_eq!(
+        record("in/d-prefixed.pdf")["result"],
+        "Contrato con preámbulo"
+    );
+    let reason = |id: &str| record(id)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        reason("in/e-scan.pdf").contains("images only"),
+        "{}",
+        reason("in/e-scan.pdf")
+    );
+    assert!(
+        reason("in/f-locked.pdf").contains("encrypted with a password"),
+        "{}",
+        reason("in/f-locked.pdf")
+    );
+    assert!(
+        !done.stderr().contains("stack backtrace"),
+        "{}",
+        done.stderr()
+    );
+}
+
+#[test]
 fn a_cut_record_is_repaired_and_resume_pays_only_for_what_is_missing() {
     let p = Project::new();
     p.write(
