@@ -178,6 +178,7 @@ fn guard_per_document(root: &Path) {
                 kind: "txt".into(),
                 meta: Default::default(),
                 unread: None,
+                images: Vec::new(),
             })
             .collect();
         let mut times = Vec::new();

@@ -54,6 +54,9 @@ pub struct Entry {
     pub rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// SHA-256 of each page image in the call (the images themselves are never written).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub images: Vec<String>,
     /// The payload as sent (or as it would have been), unless the policy keeps only the hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,

@@ -141,6 +141,7 @@ impl AnswerCache {
         }
         let mut hash = Sha256::new();
         let schema = req.schema.as_ref().map(|s| &*s.json);
+        let images: Vec<&str> = req.images.iter().map(|i| i.sha256.as_str()).collect();
         let parts = (
             function,
             backend,
@@ -151,6 +152,7 @@ impl AnswerCache {
             req.max_tokens,
             req.temperature,
             req.thinking,
+            images,
         );
         serde_json::to_writer(Hashing(&mut hash), &parts).expect("a request always serialises");
         hash.finalize().iter().map(|b| format!("{b:02x}")).collect()

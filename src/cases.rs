@@ -103,6 +103,7 @@ pub fn read(path: &Path) -> Result<Vec<Case>, CasesError> {
             kind: d["kind"].as_str().unwrap_or("txt").to_owned(),
             meta: d["meta"].as_object().cloned().unwrap_or_default(),
             unread: None,
+            images: Vec::new(),
         };
         let answers = |f: &str| v["answers"][f].as_array().cloned().unwrap_or_default();
         let (expect, expect_error) = (

@@ -1233,6 +1233,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => tracing::info!(policy = "[guard]", "egress policy"),
     }
+    crate::images::set_limits(crate::images::Limits {
+        max_pages: config.limits.max_pages,
+        max_image_pixels: config.limits.max_image_pixels,
+    });
     if let Ok(exe) = std::env::current_exe() {
         crate::extract::isolate_pdfs(crate::extract::Isolation {
             exe,

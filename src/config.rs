@@ -168,6 +168,9 @@ pub struct Limits {
     /// Text extraction from one PDF: memory (bytes of address space) and seconds.
     pub pdf_memory: u64,
     pub pdf_seconds: u64,
+    /// Pages one scanned document may bring, and pixels one page may have.
+    pub max_pages: usize,
+    pub max_image_pixels: u64,
 }
 
 impl Default for Limits {
@@ -187,6 +190,8 @@ impl Default for Limits {
             max_print_bytes: 1024 * 1024,
             pdf_memory: 1024 * 1024 * 1024,
             pdf_seconds: 60,
+            max_pages: 50,
+            max_image_pixels: 40_000_000,
         }
     }
 }

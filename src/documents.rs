@@ -31,6 +31,9 @@ pub struct Document {
     /// the one reader every document waits behind.
     #[serde(skip)]
     pub unread: Option<std::sync::Arc<Vec<u8>>>,
+    /// A scan's or photo's page images (`doc.images` in scripts: handles, never bytes).
+    #[serde(skip)]
+    pub images: Vec<crate::images::PageImage>,
 }
 
 impl Document {
@@ -204,7 +207,7 @@ pub fn read_later(
     bytes: Vec<u8>,
 ) -> Result<Document, String> {
     let kind = extension(Path::new(&name));
-    if kind == "pdf" || kind == "eml" {
+    if kind == "pdf" || kind == "eml" || crate::images::KINDS.contains(&kind.as_str()) {
         return Ok(Document {
             id,
             path,
@@ -213,6 +216,7 @@ pub fn read_later(
             kind,
             meta: Map::new(),
             unread: Some(std::sync::Arc::new(bytes)),
+            images: Vec::new(),
         });
     }
     from_bytes(id, path, name, &bytes)
@@ -227,6 +231,21 @@ pub fn from_bytes(
     bytes: &[u8],
 ) -> Result<Document, String> {
     let kind = extension(Path::new(&name));
+    if crate::images::KINDS.contains(&kind.as_str()) {
+        let images = crate::images::read(bytes, &kind, crate::images::limits())?;
+        let mut meta = Map::new();
+        meta.insert("pages".into(), Value::from(images.len()));
+        return Ok(Document {
+            id,
+            path,
+            name,
+            text: String::new(),
+            kind,
+            meta,
+            unread: None,
+            images,
+        });
+    }
     let (text, meta) = match kind.as_str() {
         "pdf" => (crate::extract::pdf_text(bytes), Map::new()),
         "eml" => match crate::extract::email(bytes) {
@@ -243,6 +262,7 @@ pub fn from_bytes(
         kind,
         meta,
         unread: None,
+        images: Vec::new(),
     })
 }
 
@@ -435,6 +455,7 @@ fn jsonl_document(
         kind,
         meta,
         unread: None,
+        images: Vec::new(),
     })
 }
 

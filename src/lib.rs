@@ -12,6 +12,7 @@
 //! | a pipeline's declared inputs, outputs; origins     | [`pipeline`]              |
 //! | turn files, directories and JSONL into documents   | [`documents`]             |
 //! | read PDFs and e-mails (with attachments)           | [`extract`]               |
+//! | read scans and photos as page images               | [`images`]                |
 //! | compile a script + imports + schemas as one version | [`bundle`]               |
 //! | show an error's line of script with a caret        | [`snippet`]               |
 //! | the Rhai engine and `local` / `cloud` / `validate` | [`host`]                  |
@@ -50,6 +51,7 @@ pub mod extract;
 pub mod fleet;
 pub mod guard;
 pub mod host;
+pub mod images;
 pub mod inbox;
 pub mod models;
 pub mod pipeline;

@@ -53,6 +53,7 @@ const OPTIONS: &[&str] = &[
     "max_tokens",
     "temperature",
     "thinking",
+    "images",
 ];
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -64,6 +65,7 @@ struct Args {
     max_tokens: Option<u32>,
     temperature: Option<f64>,
     thinking: bool,
+    images: Vec<crate::images::PageImage>,
 }
 
 /// A call ready to go: arguments read, schema resolved, payload through the guard.
@@ -180,6 +182,7 @@ fn prepare(
         wire: None,
         // Only the cloud has a prompt cache to route to (a local server may refuse the field).
         cache_key: (role == Role::Cloud).then(|| doc.cache_key()),
+        images: args.images,
     };
     let (redactions, egress) = if role == Role::Cloud {
         // Nothing leaves for the cloud before the guard has seen all of it.
@@ -190,9 +193,11 @@ fn prepare(
                 crate::console::metrics::global().blocked(&blocked.rule);
                 // What was stopped is exactly what must not be written down: hash only.
                 let egress = doc.egress(backend.model(), Value::Null, &body);
+                let images: Vec<String> = request.images.iter().map(|i| i.sha256.clone()).collect();
                 egress.outcome(Outcome::Blocked, false, |e| {
                     e.rule = Some(blocked.rule.clone());
                     e.field = Some(blocked.field.clone());
+                    e.images = images;
                 });
                 doc.push_call(CallRecord {
                     error: Some("blocked".into()),
@@ -335,6 +340,23 @@ fn guard_cloud(
         request.system = parts.system.clone();
         request.prompt = prompt_text(parts);
     };
+    // An image cannot be checked for copied text or personal data: it does not leave. The
+    // audit line keeps the body's hash only, and the call record the pages' hashes.
+    if !request.images.is_empty() {
+        fill(request, parts);
+        let hashes: Vec<&str> = request.images.iter().map(|i| i.sha256.as_str()).collect();
+        let blocked = Blocked {
+            rule: "image".into(),
+            field: "images".into(),
+            detail: format!(
+                "{} page image(s) (sha256 {}): an image cannot be checked for copied text or personal data; read it with local() and send the extracted JSON",
+                hashes.len(),
+                hashes.join(", ")
+            ),
+        };
+        let body = serde_json::to_vec(&backend.wire_body(request)).unwrap_or_default();
+        return Err((blocked, body));
+    }
     let mut redactions = match guard.check_parts(parts) {
         Ok(r) => r,
         Err(blocked) => {
@@ -546,6 +568,7 @@ fn read_args(
         max_tokens: None,
         temperature: None,
         thinking: false,
+        images: Vec::new(),
     };
     if first.is_string() {
         args.parts.prompt = Some(first.into_string().unwrap_or_default());
@@ -615,6 +638,22 @@ fn read_args(
             .as_bool()
             .map_err(|_| usage_error("`thinking` must be true or false".into()))?;
     }
+    if let Some(v) = get("images") {
+        let list = v
+            .as_array_ref()
+            .map_err(|_| usage_error("`images` must be an array, e.g. `doc.images`".into()))?;
+        for item in list.iter() {
+            match item.clone().try_cast::<crate::images::PageImage>() {
+                Some(image) => args.images.push(image),
+                None => {
+                    return Err(usage_error(format!(
+                    "`images` holds {}, not an image; pass `doc.images` (or some of its entries)",
+                    item.type_name()
+                )))
+                }
+            }
+        }
+    }
     args.schema = get("schema").cloned();
     Ok(args)
 }
@@ -663,6 +702,7 @@ impl DocContext {
             outcome: Outcome::Attempt,
             rule: None,
             field: None,
+            images: Vec::new(),
             payload: None,
             payload_sha256: String::new(),
             bytes: 0,

@@ -137,6 +137,21 @@ impl DocContext {
 /// to the log.
 pub fn new_engine(limits: &Limits) -> Engine {
     let mut engine = Engine::new();
+    // A page image is a handle: its page number and size, never its bytes.
+    engine
+        .register_type_with_name::<crate::images::PageImage>("Image")
+        .register_get("page", |i: &mut crate::images::PageImage| i.page as i64)
+        .register_get("width", |i: &mut crate::images::PageImage| i.width as i64)
+        .register_get("height", |i: &mut crate::images::PageImage| i.height as i64)
+        .register_get("sha256", |i: &mut crate::images::PageImage| {
+            i.sha256.clone()
+        })
+        .register_fn("to_string", |i: &mut crate::images::PageImage| {
+            format!("{i:?}")
+        })
+        .register_fn("to_debug", |i: &mut crate::images::PageImage| {
+            format!("{i:?}")
+        });
     // Rhai's own string/array/map size limits re-measure a whole array on every `push`
     // (quadratic); they stay off, and `budget` bounds memory per document in O(1) per
     // operation and checks sizes and depth where values reach the host.
@@ -199,7 +214,12 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
         counted_for_cloud: std::sync::atomic::AtomicBool::new(false),
     });
     let watch = budget::Watch::start(&bundle.limits);
-    let outcome = rhai::serde::to_dynamic(&**doc).and_then(|doc_value| {
+    let outcome = rhai::serde::to_dynamic(&**doc).and_then(|mut doc_value| {
+        // `doc.images`: the page images of a scan or photo (empty for text).
+        if let Some(mut map) = doc_value.write_lock::<rhai::Map>() {
+            let images: rhai::Array = doc.images.iter().cloned().map(Dynamic::from).collect();
+            map.insert("images".into(), images.into());
+        }
         let mut scope = Scope::new();
         let options = CallFnOptions::new().with_tag(ctx.clone());
         bundle.engine.call_fn_with_options::<Dynamic>(

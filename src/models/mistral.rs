@@ -201,6 +201,12 @@ impl Backend for MistralBackend {
         req: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
+            if !req.images.is_empty() {
+                return Err(ModelError::new(
+                    ErrorKind::BadRequest,
+                    "the in-process model does not take page images yet\nhint: serve local() from an OpenAI-compatible server with a vision model (--local-backend openai --local-url URL, e.g. `mistralrs serve` or Ollama)",
+                ));
+            }
             let loaded = self.model_handle().await?;
             let response = loaded
                 .send_chat_request(self.request(req))

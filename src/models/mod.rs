@@ -35,6 +35,8 @@ pub struct ModelRequest {
     /// Groups requests that share a prompt prefix for the provider's prompt cache (one per
     /// pipeline and rules version); see `openai::chat_body`.
     pub cache_key: Option<String>,
+    /// Page images sent with the prompt (`images: doc.images`).
+    pub images: Vec<crate::images::PageImage>,
 }
 
 /// A request body the egress guard has passed, sent byte for byte, and what must happen

@@ -282,7 +282,16 @@ pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
     if let Some(system) = &req.system {
         messages.push(json!({"role": "system", "content": system}));
     }
-    messages.push(json!({"role": "user", "content": req.prompt}));
+    if req.images.is_empty() {
+        messages.push(json!({"role": "user", "content": req.prompt}));
+    } else {
+        // The prompt, then each page as an image part (a base64 `data:` URL).
+        let mut content = vec![json!({"type": "text", "text": req.prompt})];
+        for image in &req.images {
+            content.push(json!({"type": "image_url", "image_url": {"url": image.data_url()}}));
+        }
+        messages.push(json!({"role": "user", "content": content}));
+    }
     let mut body = json!({"model": model, "messages": messages});
     if let Some(n) = req.max_tokens {
         body["max_completion_tokens"] = json!(n);

@@ -11,6 +11,7 @@ mod local;
 mod openai_stub;
 mod patterns;
 mod promises;
+mod scans;
 mod script;
 mod sovereignty;
 mod support;

@@ -1,0 +1,194 @@
+//! Scans and photos as documents: page images read on this machine, handed to local() as
+//! image parts, stopped on their way to the cloud.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::openai_stub::{Reply, StubServer};
+use crate::support::{audit_lines, read_records, Project};
+
+fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(width, height, |x, y| {
+        image::Luma([shade.wrapping_add(((x * 7 + y * 3) % 40) as u8)])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// A multi-page TIFF as a multifunction printer writes one: 8-bit grey pages.
+fn tiff(pages: &[(u32, u32)]) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    let mut encoder = tiff::encoder::TiffEncoder::new(&mut out).unwrap();
+    for (n, (w, h)) in pages.iter().enumerate() {
+        let pixels: Vec<u8> = (0..w * h)
+            .map(|i| ((i as usize + n * 50) % 256) as u8)
+            .collect();
+        encoder
+            .write_image::<tiff::encoder::colortype::Gray8>(*w, *h, &pixels)
+            .unwrap();
+    }
+    out.into_inner()
+}
+
+const SCRIPT: &str = r#"
+fn process(doc) {
+    let read = local(#{ prompt: "Transcribe this scanned page.", images: doc.images, max_tokens: 20 });
+    let first = doc.images[0];
+    let sent = "sent";
+    try {
+        cloud(#{ prompt: "summarise", images: doc.images });
+    } catch (e) {
+        sent = e.kind + ":" + e.rule;
+    }
+    #{ pages: doc.images.len(), page: first.page, width: first.width, height: first.height,
+       read: read, cloud: sent, text: doc.text }
+}
+"#;
+
+#[test]
+fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
+    let p = Project::new();
+    p.write("scripts/s.rhai", SCRIPT);
+    p.write("hybrid.toml", "[limits]\nmax_image_pixels = 1000000\n");
+    p.write("in/photo.png", png(1800, 500, 60));
+    p.write("in/scan.tiff", tiff(&[(300, 400), (300, 400), (200, 100)]));
+    p.write("in/huge.png", png(1200, 1000, 10));
+    p.write("in/broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
+    let local = StubServer::start(|_, _| Reply::content("texto del contrato"));
+    let cloud = StubServer::conforming(Duration::ZERO);
+    let (lu, cu) = (local.url(), cloud.url());
+    p.hybrid(&[
+        "run",
+        "scripts/s.rhai",
+        "in",
+        "--out",
+        "r.jsonl",
+        "--local-url",
+        &lu,
+        "--cloud-url",
+        &cu,
+        "--cache",
+        "off",
+        "--audit",
+        "audit.jsonl",
+    ])
+    .output()
+    .expect_code(2);
+    let records = read_records(&p.path("r.jsonl"));
+    let record = |id: &str| records.iter().find(|r| r["id"] == id).unwrap().clone();
+
+    let photo = record("in/photo.png");
+    assert_eq!(photo["ok"], true, "{photo}");
+    assert_eq!(photo["result"]["pages"], 1);
+    // Scaled to what models take, aspect kept.
+    assert_eq!(photo["result"]["width"], 896);
+    assert_eq!(photo["result"]["height"], 249);
+    assert_eq!(photo["result"]["read"], "texto del contrato");
+    let scan = record("in/scan.tiff");
+    assert_eq!(scan["result"]["pages"], 3, "{scan}");
+    assert_eq!(scan["result"]["page"], 1);
+    assert_eq!(
+        (
+            scan["result"]["width"].clone(),
+            scan["result"]["height"].clone()
+        ),
+        (300.into(), 400.into())
+    );
+
+    // local() got every page as an image part, after the prompt.
+    let requests = local.requests();
+    assert_eq!(requests.len(), 2, "one call per readable document");
+    let parts: Vec<usize> = requests
+        .iter()
+        .map(|r| {
+            let content = r.body["messages"][0]["content"].as_array().unwrap();
+            assert_eq!(content[0]["type"], "text");
+            content
+                .iter()
+                .filter(|c| {
+                    c["type"] == "image_url"
+                        && c["image_url"]["url"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("data:image/png;base64,")
+                })
+                .count()
+        })
+        .collect();
+    let mut parts = parts;
+    parts.sort();
+    assert_eq!(parts, [1, 3]);
+
+    // The cloud saw nothing: each attempt was blocked by rule `image`, audited by hash.
+    assert_eq!(cloud.requests().len(), 0);
+    assert_eq!(photo["result"]["cloud"], "blocked:image");
+    let audit = audit_lines(&p.path("audit.jsonl"));
+    let blocked: Vec<&Value> = audit.iter().filter(|a| a["rule"] == "image").collect();
+    assert_eq!(blocked.len(), 2, "{audit:?}");
+    let scan_audit = blocked
+        .iter()
+        .find(|a| a["document"] == "in/scan.tiff")
+        .unwrap();
+    assert_eq!(scan_audit["images"].as_array().unwrap().len(), 3);
+    assert!(scan_audit["images"][0].as_str().unwrap().len() == 64);
+    let text = std::fs::read_to_string(p.path("audit.jsonl")).unwrap();
+    assert!(!text.contains("base64,"), "no image bytes in the audit log");
+
+    // Too big and broken images are error records with their reason.
+    let huge = record("in/huge.png");
+    assert_eq!(huge["error"]["kind"], "input");
+    assert!(
+        huge["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_image_pixels"),
+        "{huge}"
+    );
+    let broken = record("in/broken.jpg");
+    assert_eq!(broken["error"]["kind"], "input", "{broken}");
+}
+
+#[test]
+fn the_in_process_model_says_it_does_not_take_images_yet() {
+    let p = Project::new();
+    p.write(
+        "scripts/s.rhai",
+        "fn process(doc) { local(#{ prompt: \"read\", images: doc.images }) }\n",
+    );
+    p.write("in/photo.png", png(64, 64, 100));
+    let done = p
+        .hybrid(&["run", "scripts/s.rhai", "in", "--local-model", "tiny"])
+        .output()
+        .expect_code(2);
+    let r = done.record("in/photo.png");
+    assert_eq!(r["error"]["kind"], "bad_request", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--local-url"),
+        "{r}"
+    );
+    // A script passing something else as `images` is told what to pass.
+    p.write(
+        "scripts/bad.rhai",
+        "fn process(doc) { local(#{ prompt: \"read\", images: [\"page.png\"] }) }\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/bad.rhai", "in", "--local-model", "tiny"])
+        .output()
+        .expect_code(2);
+    let r = done.record("in/photo.png");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("doc.images"),
+        "{r}"
+    );
+}
