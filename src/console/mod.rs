@@ -45,6 +45,8 @@ pub enum ConsoleError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the console token must be printable ASCII without spaces, `;` or `,` (it travels in a header and a cookie)\nhint: e.g. `openssl rand -hex 24 > token`")]
+    BadToken,
 }
 
 /// What the console reads: the running host's rules and local model (none for `hybrid
@@ -65,9 +67,41 @@ pub fn token(file: Option<&std::path::Path>) -> Result<Option<String>, ConsoleEr
             source,
         })?;
         let token = text.lines().next().unwrap_or("").trim().to_owned();
-        return Ok(Some(token).filter(|t| !t.is_empty()));
+        return checked(Some(token).filter(|t| !t.is_empty()));
     }
-    Ok(std::env::var("HYBRID_TOKEN").ok().filter(|t| !t.is_empty()))
+    checked(std::env::var("HYBRID_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+fn checked(token: Option<String>) -> Result<Option<String>, ConsoleError> {
+    match &token {
+        Some(t)
+            if !t
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',') =>
+        {
+            Err(ConsoleError::BadToken)
+        }
+        _ => Ok(token),
+    }
+}
+
+/// Without a token, only requests addressed to this machine by a loopback name are
+/// answered: a web page whose name was rebound to 127.0.0.1 sends its own name in `Host`,
+/// and must not read the queue or post decisions.
+fn loopback_host(request: &tiny_http::Request) -> bool {
+    let Some(host) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or("").to_owned(),
+        None => host.split(':').next().unwrap_or("").to_owned(),
+    };
+    matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
 }
 
 /// Starts serving on `addr` from two threads; returns the address bound (port 0 picks one).
@@ -247,6 +281,13 @@ fn json_body(request: &mut tiny_http::Request) -> Result<serde_json::Value, Resp
 }
 
 fn answer(request: &mut tiny_http::Request, token: Option<&str>, host: &Host) -> Response {
+    if token.is_none() && !loopback_host(request) {
+        return respond(
+            403,
+            "text/plain; charset=utf-8",
+            "this console answers requests to localhost or 127.0.0.1 only\nhint: to reach it by another name, give it a token (--token-file)\n",
+        );
+    }
     if !authorised(request, token) {
         return respond(
             401,
@@ -259,15 +300,17 @@ fn answer(request: &mut tiny_http::Request, token: Option<&str>, host: &Host) ->
     }
     let response = route(request, host);
     // A token given in the address becomes a cookie, so the page's own requests carry it.
-    match (token, query(request.url(), "token")) {
-        (Some(t), Some(_)) => response.with_header(
-            tiny_http::Header::from_bytes(
-                "Set-Cookie",
-                format!("hybrid_token={t}; HttpOnly; SameSite=Strict; Path=/"),
-            )
-            .expect("a valid header"),
-        ),
-        _ => response,
+    let cookie = match (token, query(request.url(), "token")) {
+        (Some(t), Some(_)) => tiny_http::Header::from_bytes(
+            "Set-Cookie",
+            format!("hybrid_token={t}; HttpOnly; SameSite=Strict; Path=/"),
+        )
+        .ok(),
+        _ => None,
+    };
+    match cookie {
+        Some(cookie) => response.with_header(cookie),
+        None => response,
     }
 }
 
@@ -380,5 +423,29 @@ fn get(path: &str, url: &str, host: &Host) -> Response {
             "text/plain; charset=utf-8",
             "not here: /metrics, /healthz, /readyz, /review, /dashboard\n",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_must_travel_in_a_header_and_a_cookie() {
+        assert!(checked(Some("s3cret-Token_1".into())).is_ok());
+        for bad in ["pässwort", "a b", "a;b", "a,b"] {
+            assert!(
+                matches!(checked(Some(bad.into())), Err(ConsoleError::BadToken)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(query("/review?token=a%2Bb&x=1", "token").unwrap(), "a+b");
+        assert_eq!(query("/review?item=d%C3%A9%401", "item").unwrap(), "dé@1");
+        assert_eq!(query("/review?x=%zz", "x").unwrap(), "%zz");
+        assert!(query("/review", "token").is_none());
     }
 }

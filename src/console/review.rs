@@ -322,6 +322,16 @@ pub fn decide(queue: &Queue, submitted: Submitted) -> Result<Decision, ReviewErr
         "take_cloud" => item.cloud.clone(),
         "reject" => Value::Null,
         "edit" => {
+            if let (Some(name), None) = (&item.schema_name, &item.schema) {
+                return Err(ReviewError::Invalid(format!(
+                    "the answer was asked for with the schema `{name}`, which is not in {}: the edit cannot be checked, so it is not saved\nhint: start `hybrid review` with --schemas DIR",
+                    queue
+                        .schemas
+                        .as_deref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|| "any schemas folder here".into())
+                )));
+            }
             if let Some(json) = &item.schema {
                 let schema = crate::schemas::Schema::compile("review", json.clone())
                     .map_err(|e| ReviewError::Invalid(e.to_string()))?;
@@ -453,4 +463,52 @@ pub fn export(
         written += 1;
     }
     Ok((written, reviewed, left_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_whose_schema_cannot_be_found_is_not_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("r.jsonl");
+        std::fs::write(
+            &results,
+            "{\"id\":\"d1\",\"version\":\"v1\",\"ok\":true,\"result\":{\"decision\":\"human_review\",\"answer\":{\"x\":1}},\"calls\":[{\"function\":\"local\",\"schema\":\"intent\"}]}\n",
+        )
+        .unwrap();
+        let queue = Queue::beside(&results, Some(dir.path().join("no-schemas")));
+        let err = decide(
+            &queue,
+            Submitted {
+                item: "d1@v1".into(),
+                decision: "edit".into(),
+                value: serde_json::json!({"x": "anything"}),
+                note: String::new(),
+                reviewer: "ana".into(),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`intent`") && err.contains("--schemas"),
+            "{err}"
+        );
+        assert!(!queue.reviews.exists());
+        // Keeping the local answer needs no schema.
+        let kept = decide(
+            &queue,
+            Submitted {
+                item: "d1@v1".into(),
+                decision: "keep_local".into(),
+                value: Value::Null,
+                note: "ok".into(),
+                reviewer: "ana".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(kept.value, serde_json::json!({"x": 1}));
+        assert_eq!(counts(&queue).unwrap().decided, 1);
+    }
 }

@@ -47,6 +47,30 @@ pub const NAME_HEADER: &str = "Hybrid-Name";
 /// The durable consumer all workers of a stream share.
 const CONSUMER: &str = "workers";
 
+/// A header value from any text: control characters (a header is one line; a raw CR or
+/// LF would be refused, and a document id may hold one) become `%XX`.
+pub fn header_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("%{:02X}", c as u32 & 0xff));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Sixteen hex digits of a SHA-256: what tells two versions of a document apart.
+fn short_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn transient(record: &Record) -> bool {
     record
         .error
@@ -212,12 +236,10 @@ impl Ticket {
         }
         let fleet = &self.settler.fleet;
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "Nats-Msg-Id",
-            format!("{}@{}", record.id, record.version).as_str(),
-        );
-        headers.insert(ID_HEADER, record.id.as_str());
-        headers.insert("Hybrid-Version", record.version.as_str());
+        let id = header_text(&record.id);
+        headers.insert("Nats-Msg-Id", format!("{id}@{}", record.version).as_str());
+        headers.insert(ID_HEADER, id.as_str());
+        headers.insert("Hybrid-Version", header_text(&record.version).as_str());
         headers.insert("Hybrid-Ok", if record.ok { "true" } else { "false" });
         let result = (
             fleet.address.results_subject(),
@@ -228,12 +250,13 @@ impl Ticket {
             .then(|| {
                 let mut headers = self.headers.clone();
                 let error = record.error.as_ref();
-                headers.insert("Nats-Msg-Id", format!("dead:{}", record.id).as_str());
-                headers.insert(ID_HEADER, record.id.as_str());
+                let id = header_text(&record.id);
+                headers.insert("Nats-Msg-Id", format!("dead:{id}").as_str());
+                headers.insert(ID_HEADER, id.as_str());
                 headers.insert("Hybrid-Delivered", self.delivered.to_string().as_str());
-                headers.insert("Hybrid-Error-Kind", error.map(|e| e.kind.as_str()).unwrap_or(""));
+                headers.insert("Hybrid-Error-Kind", header_text(error.map(|e| e.kind.as_str()).unwrap_or("")).as_str());
                 // Header values are one line.
-                let message = error.map(|e| e.message.replace(['\r', '\n'], " ")).unwrap_or_default();
+                let message = error.map(|e| header_text(&e.message.replace(['\r', '\n'], " "))).unwrap_or_default();
                 headers.insert("Hybrid-Error", message.as_str());
                 tracing::warn!(doc = %record.id, delivered = self.delivered, "given up: sent to the dead-letter subject");
                 (fleet.address.dead_subject(), headers, self.payload.clone())
@@ -383,14 +406,19 @@ async fn job_of(settler: &Settler, message: async_nats::jetstream::Message, max_
             ),
         })
     } else if let Some(name) = header(NAME_HEADER) {
-        // A PDF's or e-mail's text is extracted in the document's own job.
-        documents::read_later(id_hint.clone(), Some(name.clone()), name, payload.to_vec()).map_err(
-            |reason| documents::Failed {
-                id: id_hint.clone(),
-                source: origin.clone(),
-                reason,
-            },
+        // A PDF's or e-mail's text is extracted in the document's own job. Its source is
+        // the queue message, never a path on this machine (the name is the sender's word).
+        documents::read_later(
+            id_hint.clone(),
+            Some(origin.clone()),
+            name,
+            payload.to_vec(),
         )
+        .map_err(|reason| documents::Failed {
+            id: id_hint.clone(),
+            source: origin.clone(),
+            reason,
+        })
     } else {
         documents::from_json(&payload, &origin).map_err(|reason| documents::Failed {
             id: id_hint.clone(),
@@ -449,8 +477,11 @@ pub async fn submit(fleet: &Fleet, inputs: &[PathBuf]) -> Result<Submitted, anyh
             tracing::error!(document = %shown, "{} bytes, over the server's max_payload of {limit}\nhint: raise max_payload in the nats-server configuration", body.len());
             return None;
         }
+        // The id and the content: the same document submitted twice is queued once, an
+        // edited one (same id, new content) is new work.
         let mut headers = headers;
-        headers.insert("Nats-Msg-Id", id.as_str());
+        let msg_id = format!("{}#{}", header_text(&id), short_hash(&body));
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
         Some((subject.clone(), headers, body, shown))
     };
     for source in &sources {
@@ -460,12 +491,12 @@ pub async fn submit(fleet: &Fleet, inputs: &[PathBuf]) -> Result<Submitted, anyh
                 match std::fs::read(path) {
                     Ok(bytes) => {
                         let mut headers = HeaderMap::new();
-                        headers.insert(ID_HEADER, shown.as_str());
+                        headers.insert(ID_HEADER, header_text(&shown).as_str());
                         let name = path
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_else(|| shown.clone());
-                        headers.insert(NAME_HEADER, name.as_str());
+                        headers.insert(NAME_HEADER, header_text(&name).as_str());
                         match send(shown.clone(), headers, Bytes::from(bytes), shown) {
                             Some(m) => waiting.push(m),
                             None => done.failed += 1,
@@ -492,7 +523,13 @@ pub async fn submit(fleet: &Fleet, inputs: &[PathBuf]) -> Result<Submitted, anyh
                     }
                     let at = format!("{origin}:{}", n + 1);
                     match documents::from_json(line.as_bytes(), &at) {
-                        Ok(doc) => match send(doc.id, HeaderMap::new(), Bytes::from(line), at) {
+                        // A line without an `id` is known by its content alone.
+                        Ok(doc) => match send(
+                            if doc.id == at { String::new() } else { doc.id },
+                            HeaderMap::new(),
+                            Bytes::from(line),
+                            at,
+                        ) {
                             Some(m) => waiting.push(m),
                             None => done.failed += 1,
                         },

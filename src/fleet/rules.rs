@@ -234,6 +234,9 @@ fn settle(
                 probation.swapped(old, &version);
             }
             s.revision = Some(revision);
+            if s.rejected.as_ref().is_some_and(|(r, _)| *r < revision) {
+                s.rejected = None;
+            }
         }
         Err(why) => {
             crate::console::metrics::global().reload("rejected");

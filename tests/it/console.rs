@@ -241,6 +241,16 @@ fn metrics_count_a_known_run_exactly_and_health_checks_answer() {
 
     let (status, body) = get(port, "/healthz", None);
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // Without a token, a request addressed by another name (a rebound web page's) is refused.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     let (status, body) = get(port, "/readyz", None);
     assert_eq!(status, 200);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -258,7 +258,20 @@ fn three_workers_record_each_document_once_through_a_kill_and_follow_pushed_rule
             .all(|w| w["version"] == new_version.as_str() && w["revision"] == 1)
             .then_some(())
     });
-    p.write("more.jsonl", docs("e", 10));
+    // Lines without an id are known by their content: two different ones are two documents.
+    for text in ["sin id A", "sin id B"] {
+        let queued = p
+            .hybrid(&["submit", &queue, "-"])
+            .stdin(format!("{{\"text\": \"{text}\"}}\n"))
+            .output()
+            .expect_code(0);
+        assert!(
+            queued.stderr().contains("1 documents queued"),
+            "{}",
+            queued.stderr()
+        );
+    }
+    p.write("more.jsonl", docs("e", 8));
     p.hybrid(&["submit", &queue, "more.jsonl"])
         .output()
         .expect_code(0);
@@ -267,6 +280,14 @@ fn three_workers_record_each_document_once_through_a_kill_and_follow_pushed_rule
         (r.len() >= 70).then_some(r)
     });
     assert_once(&stored, 70);
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|r| r["id"].as_str().unwrap().starts_with("contracts#"))
+            .count(),
+        2,
+        "id-less documents are known by their message"
+    );
     for r in stored
         .iter()
         .filter(|r| r["id"].as_str().unwrap().starts_with('e'))
@@ -388,6 +409,8 @@ fn a_poison_document_ends_dead_and_a_server_restart_loses_nothing() {
     let mut input = docs("d", 40);
     input.push_str("{\"id\": \"poison\", \"text\": \"poison\"}\n");
     input.push_str("{\"id\": \"slow\", \"text\": \"slow\"}\n");
+    // An id no header may carry as it is.
+    input.push_str("{\"id\": \"two\\nlines\", \"text\": \"ok\"}\n");
     p.write("docs.jsonl", input);
     p.hybrid(&["submit", &queue, "docs.jsonl"])
         .output()
@@ -404,14 +427,17 @@ fn a_poison_document_ends_dead_and_a_server_restart_loses_nothing() {
     nats.up();
     let stored = wait_for(90, "every document's result", || {
         let r = results(&p, &nats.url("inbox"), false);
-        (r.len() >= 42).then_some(r)
+        (r.len() >= 43).then_some(r)
     });
-    assert_once(&stored, 42);
+    assert_once(&stored, 43);
+    assert!(stored
+        .iter()
+        .any(|r| r["id"] == "two\nlines" && r["ok"] == true));
     let poison = stored.iter().find(|r| r["id"] == "poison").unwrap();
     assert_eq!(poison["error"]["kind"], "server", "{poison}");
     assert_eq!(
         stored.iter().filter(|r| r["ok"] == true).count(),
-        41,
+        42,
         "{stored:?}"
     );
     // Tried max_deliver times, then given up to the dead-letter subject with its error.
