@@ -45,7 +45,7 @@ pub const ID_HEADER: &str = "Hybrid-Id";
 pub const NAME_HEADER: &str = "Hybrid-Name";
 
 /// The durable consumer all workers of a stream share.
-const CONSUMER: &str = "workers";
+pub(crate) const CONSUMER: &str = "workers";
 
 /// A header value from any text: control characters (a header is one line; a raw CR or
 /// LF would be refused, and a document id may hold one) become `%XX`.

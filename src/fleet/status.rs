@@ -79,16 +79,10 @@ pub async fn beat(
             at: crate::audit::now(),
         };
         // The queue's depth, for the console's `documents_pending`.
-        if let Ok(stream) = fleet.js.get_stream(&fleet.address.stream).await {
-            let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-                stream.get_consumer("workers").await;
-            if let Ok(mut c) = consumer {
-                if let Ok(info) = c.info().await {
-                    crate::console::metrics::global()
-                        .pending
-                        .set(info.num_pending as i64);
-                }
-            }
+        if let Some((waiting, _)) = depth(&fleet).await {
+            crate::console::metrics::global()
+                .pending
+                .set(waiting as i64);
         }
         if let Ok(store) = fleet.fleet_bucket().await {
             let body = serde_json::to_vec(&beat).unwrap_or_default();
@@ -113,6 +107,15 @@ pub struct Status {
     pub workers: Vec<Heartbeat>,
 }
 
+/// Documents waiting for a worker and held by workers, from the workers' consumer.
+async fn depth(fleet: &Fleet) -> Option<(u64, u64)> {
+    let stream = fleet.js.get_stream(&fleet.address.stream).await.ok()?;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(super::queue::CONSUMER).await.ok()?;
+    let info = consumer.info().await.ok()?;
+    Some((info.num_pending, info.num_ack_pending as u64))
+}
+
 pub async fn status(fleet: &Fleet) -> Result<Status, FleetError> {
     let a = &fleet.address;
     let count = |name: String| async move {
@@ -121,20 +124,11 @@ pub async fn status(fleet: &Fleet) -> Result<Status, FleetError> {
             Err(_) => 0,
         }
     };
-    let (mut waiting, mut held) = (0, 0);
-    if let Ok(stream) = fleet.js.get_stream(&a.stream).await {
-        let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-            stream.get_consumer("workers").await;
-        match consumer {
-            Ok(mut c) => {
-                if let Ok(info) = c.info().await {
-                    waiting = info.num_pending;
-                    held = info.num_ack_pending as u64;
-                }
-            }
-            Err(_) => waiting = count(a.stream.clone()).await,
-        }
-    }
+    // Before any worker made the consumer, everything in the stream is waiting.
+    let (waiting, held) = match depth(fleet).await {
+        Some(d) => d,
+        None => (count(a.stream.clone()).await, 0),
+    };
     let mut workers = Vec::new();
     let store = fleet.fleet_bucket().await?;
     if let Ok(mut keys) = store.keys().await {

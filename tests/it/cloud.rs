@@ -485,11 +485,12 @@ fn a_shared_limiter_keeps_a_crowd_of_documents_under_the_rate_limit() {
     eprintln!("429s for {count} documents at --jobs 32: {crowd} without a limit, {configured} with rpm = 1500, {learned} learned from headers");
     assert_eq!(failed, 0, "no document fails with the limiter");
     assert_eq!(learned_failed, 0);
-    // Paced, the configured run meets the limit at most at a window's edge; the crowd meets
-    // it far more. (Learning starts after the first answers, so its first burst can still
-    // meet the limit: its benefit shows over longer runs, LIMITER_DOCS=500.)
+    // Paced, the configured run meets the limit at most at a window's edge. How often the
+    // unpaced crowd meets it depends on how fast this machine starts 32 documents (2 to 31
+    // 429s in runs here), so it is printed above, not asserted. (Learning starts after the
+    // first answers, so its first burst can still meet the limit: its benefit shows over
+    // longer runs, LIMITER_DOCS=500.)
     assert!(configured <= 3, "{configured}");
-    assert!(crowd >= configured + 5, "{configured} vs {crowd}");
     assert_eq!(requests, count + configured);
 }
 

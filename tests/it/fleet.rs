@@ -138,6 +138,21 @@ fn worker(p: &Project, queue: &str, cloud: &str, out: &str) -> Running {
     ])
 }
 
+/// `hybrid rules push scripts/f.rhai` with the pusher's own (looser) settings.
+fn push(p: &Project, queue: &str) -> crate::support::Done {
+    p.hybrid(&[
+        "rules",
+        "push",
+        "scripts/f.rhai",
+        "--to",
+        queue,
+        "--config",
+        "push.toml",
+    ])
+    .output()
+    .expect_code(0)
+}
+
 /// Each id once, and the count.
 fn assert_once(records: &[Value], expected: usize) {
     let mut ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -233,18 +248,7 @@ fn three_workers_record_each_document_once_through_a_kill_and_follow_pushed_rule
 
     // A push reaches every worker; documents after it carry the new version.
     p.set_constant("f.rhai", "const RULE = 1;", "const RULE = 2;");
-    let pushed = p
-        .hybrid(&[
-            "rules",
-            "push",
-            "scripts/f.rhai",
-            "--to",
-            &queue,
-            "--config",
-            "push.toml",
-        ])
-        .output()
-        .expect_code(0);
+    let pushed = push(&p, &queue);
     let line = pushed.stdout();
     assert!(line.contains("as revision 1"), "{line}");
     let new_version = line.split_whitespace().nth(2).unwrap().to_owned();
@@ -303,18 +307,7 @@ fn three_workers_record_each_document_once_through_a_kill_and_follow_pushed_rule
         "scripts/f.rhai",
         format!("const RULE = 3;\nfn process(doc) {{ #{{ rule: {deep} }} }}\n"),
     );
-    let pushed = p
-        .hybrid(&[
-            "rules",
-            "push",
-            "scripts/f.rhai",
-            "--to",
-            &queue,
-            "--config",
-            "push.toml",
-        ])
-        .output()
-        .expect_code(0);
+    let pushed = push(&p, &queue);
     assert!(
         pushed.stdout().contains("as revision 2"),
         "{}",

@@ -287,7 +287,7 @@ pub fn make_pdf(lines: &[&str], encrypted: bool) -> Vec<u8> {
 pub fn make_image_pdf() -> Vec<u8> {
     let content = "q 612 0 0 792 0 0 cm /Im1 Do Q";
     let pixels = [0x20u8, 0xe0, 0xe0, 0x20];
-    let objects: Vec<Vec<u8>> = vec![
+    assemble_pdf(&[
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /XObject << /Im1 5 0 R >> >> >>".to_vec(),
@@ -298,7 +298,12 @@ pub fn make_image_pdf() -> Vec<u8> {
             b"\nendstream".to_vec(),
         ]
         .concat(),
-    ];
+    ])
+}
+
+/// A PDF file of these objects (numbered from 1, the first the catalog), with its
+/// cross-reference table and trailer.
+pub fn assemble_pdf(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut pdf = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
