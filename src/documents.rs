@@ -246,23 +246,28 @@ pub fn from_bytes(
             images,
         });
     }
-    let (text, meta) = match kind.as_str() {
-        "pdf" => (crate::extract::pdf_text(bytes), Map::new()),
-        "eml" => match crate::extract::email(bytes) {
-            Ok((text, meta)) => (Ok(text), meta),
-            Err(e) => (Err(e), Map::new()),
+    let (text, meta, images) = match kind.as_str() {
+        "pdf" => match crate::extract::pdf_content(bytes)? {
+            crate::extract::PdfContent::Text(text) => (text, Map::new(), Vec::new()),
+            // A scan: its pages are the document's images.
+            crate::extract::PdfContent::Images(images) => {
+                let mut meta = Map::new();
+                meta.insert("pages".into(), Value::from(images.len()));
+                (String::new(), meta, images)
+            }
         },
-        _ => (decode_text(bytes), Map::new()),
+        "eml" => crate::extract::email(bytes)?,
+        _ => (decode_text(bytes)?, Map::new(), Vec::new()),
     };
     Ok(Document {
         id,
         path,
         name,
-        text: text?,
+        text,
         kind,
         meta,
         unread: None,
-        images: Vec::new(),
+        images,
     })
 }
 

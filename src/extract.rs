@@ -42,8 +42,26 @@ pub fn isolate_pdfs(isolation: Isolation) {
 /// bytes before it, and PDF readers accept that.
 const HEADER_WITHIN: usize = 1024;
 
+/// What a PDF gives: its text, or for a scan (pages that are images only), its page images.
+#[derive(Debug)]
+pub enum PdfContent {
+    Text(String),
+    Images(Vec<crate::images::PageImage>),
+}
+
 /// Text of a PDF, or why there is none.
 pub fn pdf_text(bytes: &[u8]) -> Result<String, String> {
+    match pdf_content(bytes)? {
+        PdfContent::Text(text) => Ok(text),
+        PdfContent::Images(pages) => Err(format!(
+            "the PDF's pages are images only (a scan or a photo, {} page(s)): it has no text layer",
+            pages.len()
+        )),
+    }
+}
+
+/// The text of a PDF, or its page images when it is a scan, or why there is neither.
+pub fn pdf_content(bytes: &[u8]) -> Result<PdfContent, String> {
     let head = &bytes[..bytes.len().min(HEADER_WITHIN)];
     let Some(start) = head.windows(5).position(|w| w == b"%PDF-") else {
         return Err(
@@ -54,7 +72,7 @@ pub fn pdf_text(bytes: &[u8]) -> Result<String, String> {
     let bytes = &bytes[start..];
     match ISOLATION.get() {
         Some(isolation) => pdf_text_in_child(bytes, isolation),
-        None => pdf_text_here(bytes),
+        None => pdf_content_here(bytes),
     }
 }
 
@@ -66,8 +84,28 @@ pub fn extract_pdf_child() -> std::process::ExitCode {
     if std::io::stdin().read_to_end(&mut bytes).is_err() {
         return std::process::ExitCode::from(1);
     }
-    let answer = match pdf_text_here(&bytes) {
-        Ok(text) => json!({"text": text}),
+    if let Some((pages, pixels)) = std::env::var("HYBRID_IMAGE_LIMITS").ok().and_then(|v| {
+        let (a, b) = v.split_once(':')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    }) {
+        crate::images::set_limits(crate::images::Limits {
+            max_pages: pages,
+            max_image_pixels: pixels,
+        });
+    }
+    let answer = match pdf_content_here(&bytes) {
+        Ok(PdfContent::Text(text)) => json!({"text": text}),
+        Ok(PdfContent::Images(pages)) => {
+            use base64::Engine;
+            let pages: Vec<Value> = pages
+                .iter()
+                .map(|p| {
+                    json!({"page": p.page,
+                           "png": base64::engine::general_purpose::STANDARD.encode(p.png.as_slice())})
+                })
+                .collect();
+            json!({"images": pages})
+        }
         Err(error) => json!({"error": error}),
     };
     let mut out = std::io::stdout().lock();
@@ -79,7 +117,7 @@ pub fn extract_pdf_child() -> std::process::ExitCode {
     }
 }
 
-fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, String> {
+fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<PdfContent, String> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::process::{Command, Stdio};
     let limit = isolation.memory;
@@ -89,7 +127,15 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env("HYBRID_LOG", "off");
+        .env("HYBRID_LOG", "off")
+        .env(
+            "HYBRID_IMAGE_LIMITS",
+            format!(
+                "{}:{}",
+                crate::images::limits().max_pages,
+                crate::images::limits().max_image_pixels
+            ),
+        );
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -109,7 +155,7 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
             // The binary moved or was replaced under a running host: read it here rather
             // than fail every PDF.
             tracing::warn!(exe = %isolation.exe.display(), "cannot start the PDF extractor ({e}); extracting in process, without its memory limit");
-            return pdf_text_here(bytes);
+            return pdf_content_here(bytes);
         }
     };
     let mut stdin = child.stdin.take().expect("piped");
@@ -146,7 +192,23 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
     };
     if let Ok(answer) = serde_json::from_slice::<Value>(&output) {
         if let Some(text) = answer["text"].as_str() {
-            return Ok(text.to_owned());
+            return Ok(PdfContent::Text(text.to_owned()));
+        }
+        if let Some(pages) = answer["images"].as_array() {
+            use base64::Engine;
+            let mut out = Vec::new();
+            for p in pages {
+                let png = base64::engine::general_purpose::STANDARD
+                    .decode(p["png"].as_str().unwrap_or(""))
+                    .map_err(|e| format!("the PDF extractor's answer is broken: {e}"))?;
+                let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                    .map_err(|e| format!("the PDF extractor's answer is broken: {e}"))?;
+                out.push(crate::images::page(
+                    p["page"].as_u64().unwrap_or(0) as u32,
+                    img,
+                )?);
+            }
+            return Ok(PdfContent::Images(out));
         }
         if let Some(error) = answer["error"].as_str() {
             return Err(error.to_owned());
@@ -165,13 +227,13 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<String, Stri
     ))
 }
 
-fn pdf_text_here(bytes: &[u8]) -> Result<String, String> {
+fn pdf_content_here(bytes: &[u8]) -> Result<PdfContent, String> {
     let extracted = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
     let problem = match extracted {
         Ok(Ok(text)) => {
             let text = normalise(&text);
             if !text.trim().is_empty() {
-                return Ok(text);
+                return Ok(PdfContent::Text(text));
             }
             None
         }
@@ -184,7 +246,58 @@ fn pdf_text_here(bytes: &[u8]) -> Result<String, String> {
                 .unwrap_or_else(|| "the PDF library failed on it".into()),
         ),
     };
+    // No text: a scan gives its page images; anything else says what was found.
+    if let Some(pages) = scanned_pages(bytes) {
+        return pages.map(PdfContent::Images);
+    }
     Err(diagnose(bytes, problem))
+}
+
+/// The page images of a PDF whose pages hold no text, one per page (the largest image on
+/// it); `None` when the PDF is not like that.
+fn scanned_pages(bytes: &[u8]) -> Option<Result<Vec<crate::images::PageImage>, String>> {
+    let found = std::panic::catch_unwind(|| {
+        let mut doc = lopdf::Document::load_mem(bytes).ok()?;
+        if doc.is_encrypted() && doc.decrypt("").is_err() {
+            return None;
+        }
+        let pages = doc.get_pages();
+        let limits = crate::images::limits();
+        let mut out = Vec::new();
+        for (number, page_id) in &pages {
+            let has_text = doc
+                .get_page_content(*page_id)
+                .ok()
+                .and_then(|c| lopdf::content::Content::decode(&c).ok())
+                .is_some_and(|c| {
+                    c.operations
+                        .iter()
+                        .any(|op| matches!(op.operator.as_str(), "Tj" | "TJ" | "'" | "\""))
+                });
+            let images = doc.get_page_images(*page_id).unwrap_or_default();
+            // A page with text, or with nothing on it: not a scan (the reason says more).
+            let Some(largest) = images.iter().max_by_key(|i| i.width * i.height) else {
+                return None;
+            };
+            if has_text {
+                return None;
+            }
+            if out.len() == limits.max_pages {
+                return Some(Err(format!(
+                    "the scanned PDF has more than {} pages\nhint: raise `max_pages` under [limits] in hybrid.toml",
+                    limits.max_pages
+                )));
+            }
+            let page = crate::images::pdf_image(&doc, largest, *number, limits)
+                .and_then(|img| crate::images::page(*number, img));
+            match page {
+                Ok(p) => out.push(p),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        (!out.is_empty()).then_some(Ok(out))
+    });
+    found.unwrap_or(None)
 }
 
 /// Why a PDF gave no text, from what is actually in it: a password, text in fonts the
@@ -248,7 +361,9 @@ const MAX_FORWARD_DEPTH: usize = 3;
 /// An e-mail: the text to process, and what goes into `doc.meta`. Forwarded messages
 /// inside it are opened (three levels deep): their headers, body and attachments join the
 /// text, and they are listed in `meta.attachments` with their own.
-pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
+pub fn email(
+    bytes: &[u8],
+) -> Result<(String, Map<String, Value>, Vec<crate::images::PageImage>), String> {
     use mail_parser::MessageParser;
     let message = MessageParser::default()
         .parse(bytes)
@@ -261,12 +376,13 @@ pub fn email(bytes: &[u8]) -> Result<(String, Map<String, Value>), String> {
     if let Some(subject) = message.subject() {
         text.push_str(&format!("Subject: {subject}\n\n"));
     }
-    let attachments = read_message(&message, 0, &mut text);
+    let mut images = Vec::new();
+    let attachments = read_message(&message, 0, &mut text, &mut images);
     meta.insert("attachments".into(), Value::Array(attachments));
-    if text.trim().is_empty() {
+    if text.trim().is_empty() && images.is_empty() {
         return Err("the e-mail has no text body and no readable attachment".into());
     }
-    Ok((text, meta))
+    Ok((text, meta, images))
 }
 
 fn headers(message: &mail_parser::Message) -> Map<String, Value> {
@@ -295,7 +411,12 @@ fn headers(message: &mail_parser::Message) -> Map<String, Value> {
 
 /// Appends a message's body and readable attachments to `text`; returns the attachments'
 /// entries for `meta.attachments`.
-fn read_message(message: &mail_parser::Message, depth: usize, text: &mut String) -> Vec<Value> {
+fn read_message(
+    message: &mail_parser::Message,
+    depth: usize,
+    text: &mut String,
+    images: &mut Vec<crate::images::PageImage>,
+) -> Vec<Value> {
     use mail_parser::MimeHeaders;
     let body = message
         .body_text(0)
@@ -337,7 +458,7 @@ fn read_message(message: &mail_parser::Message, depth: usize, text: &mut String)
                 {
                     text.push_str(&format!("From: {from}\n"));
                 }
-                let inner_attachments = read_message(inner, depth + 1, text);
+                let inner_attachments = read_message(inner, depth + 1, text, images);
                 entry["included"] = json!(true);
                 entry["attachments"] = Value::Array(inner_attachments);
             }
@@ -345,8 +466,51 @@ fn read_message(message: &mail_parser::Message, depth: usize, text: &mut String)
             continue;
         }
         let lower = name.to_lowercase();
+        let extension = lower.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        // Scans and photos, attached or as scanned PDFs, join `doc.images`, numbered on
+        // from the pages before them.
+        let mut add_pages = |pages: Vec<crate::images::PageImage>, entry: &mut Value| {
+            entry["pages"] = json!(pages.len());
+            for mut page in pages {
+                page.page = images.len() as u32 + 1;
+                images.push(page);
+            }
+        };
+        let image_kind = match content_type.as_str() {
+            "image/png" => Some("png"),
+            "image/jpeg" | "image/jpg" => Some("jpeg"),
+            "image/webp" => Some("webp"),
+            "image/tiff" => Some("tiff"),
+            _ => crate::images::KINDS
+                .iter()
+                .copied()
+                .find(|k| *k == extension),
+        };
+        if let Some(kind) = image_kind {
+            match crate::images::read(contents, kind, crate::images::limits()) {
+                Ok(pages) => {
+                    add_pages(pages, &mut entry);
+                    entry["included"] = json!(true);
+                }
+                Err(reason) => {
+                    entry["included"] = json!(false);
+                    entry["error"] = json!(reason);
+                }
+            }
+            attachments.push(entry);
+            continue;
+        }
         let extracted = if content_type == "application/pdf" || lower.ends_with(".pdf") {
-            Some(pdf_text(contents))
+            match pdf_content(contents) {
+                Ok(PdfContent::Text(t)) => Some(Ok(t)),
+                Ok(PdfContent::Images(pages)) => {
+                    add_pages(pages, &mut entry);
+                    entry["included"] = json!(true);
+                    attachments.push(entry);
+                    continue;
+                }
+                Err(e) => Some(Err(e)),
+            }
         } else if content_type.starts_with("text/")
             || lower.ends_with(".txt")
             || lower.ends_with(".md")
@@ -413,7 +577,7 @@ mod tests {
     #[test]
     fn an_email_gives_headers_body_and_text_attachments() {
         let eml = "From: Ana Gómez <ana@dataandes.co>\r\nTo: legal@lasabana.co\r\nSubject: Contrato de soporte\r\nDate: Tue, 20 Jan 2026 10:00:00 -0500\r\nMessage-ID: <1@dataandes.co>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nAdjunto el contrato.\r\n--b\r\nContent-Type: text/plain; name=\"anexo.txt\"\r\nContent-Disposition: attachment; filename=\"anexo.txt\"\r\n\r\nANEXO 1: niveles de servicio.\r\n--b\r\nContent-Type: image/png; name=\"logo.png\"\r\nContent-Disposition: attachment; filename=\"logo.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n";
-        let (text, meta) = email(eml.as_bytes()).unwrap();
+        let (text, meta, _) = email(eml.as_bytes()).unwrap();
         assert!(text.contains("Adjunto el contrato."));
         assert!(text.contains("ANEXO 1"));
         assert_eq!(meta["subject"], "Contrato de soporte");
@@ -437,7 +601,7 @@ mod tests {
             )
             .into_bytes();
             eml.extend_from_slice(body);
-            let (text, _) = email(&eml).unwrap();
+            let (text, _, _) = email(&eml).unwrap();
             assert!(text.contains(expected), "{charset}: {text:?}");
         }
     }
@@ -445,7 +609,7 @@ mod tests {
     #[test]
     fn forwarded_messages_are_opened_with_their_headers_and_attachments() {
         let eml = "From: Ana <ana@dataandes.co>\r\nTo: legal@lasabana.co\r\nSubject: Fwd: contrato\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTe reenvío el contrato.\r\n--outer\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"original.eml\"\r\n\r\nFrom: Proveedor <ventas@proveedor.co>\r\nSubject: Contrato de suministro\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"inner\"\r\n\r\n--inner\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nAdjunto el contrato firmado.\r\n--inner\r\nContent-Type: text/plain; name=\"anexo.txt\"\r\nContent-Disposition: attachment; filename=\"anexo.txt\"\r\n\r\nANEXO B: penalidades.\r\n--inner--\r\n--outer--\r\n";
-        let (text, meta) = email(eml.as_bytes()).unwrap();
+        let (text, meta, _) = email(eml.as_bytes()).unwrap();
         assert!(text.contains("Te reenvío el contrato."), "{text}");
         assert!(
             text.contains("--- forwarded message: Contrato de suministro ---"),
@@ -467,7 +631,7 @@ mod tests {
         for level in (1..=3).rev() {
             eml = format!("From: x@y.co\r\nSubject: nivel {level}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\nContent-Type: text/plain\r\n\r\ntexto {level}\r\n--b{level}\r\nContent-Type: message/rfc822\r\n\r\n{eml}\r\n--b{level}--\r\n");
         }
-        let (text, meta) = email(eml.as_bytes()).unwrap();
+        let (text, meta, _) = email(eml.as_bytes()).unwrap();
         assert!(
             text.contains("texto 3") && !text.contains("el fondo"),
             "{text}"

@@ -136,6 +136,61 @@ fn single(bytes: &[u8], limits: Limits) -> Result<image::DynamicImage, String> {
     })
 }
 
+/// The image a scanned PDF page holds: a JPEG (`DCTDecode`) as it is, or 8-bit grey / RGB
+/// samples (after `FlateDecode`), or 1-bit grey; checked against the limits first.
+pub(crate) fn pdf_image(
+    doc: &lopdf::Document,
+    image: &lopdf::xobject::PdfImage,
+    page_number: u32,
+    limits: Limits,
+) -> Result<image::DynamicImage, String> {
+    let (width, height) = (image.width.max(0) as u32, image.height.max(0) as u32);
+    too_big(width, height, limits, Some(page_number as usize))?;
+    let filters = image.filters.clone().unwrap_or_default();
+    let unsupported = |what: &str| {
+        format!("page {page_number} of the PDF is an image in {what}, which this host does not decode yet")
+    };
+    if filters.iter().any(|f| f == "DCTDecode") {
+        return single(image.content, limits);
+    }
+    if let Some(other) = filters.iter().find(|f| f.as_str() != "FlateDecode") {
+        return Err(unsupported(other));
+    }
+    let samples = match doc.get_object(image.id).and_then(|o| o.as_stream()) {
+        Ok(stream) if !filters.is_empty() => stream
+            .decompressed_content()
+            .map_err(|e| format!("page {page_number}'s image cannot be decompressed: {e}"))?,
+        _ => image.content.to_vec(),
+    };
+    let bits = image.bits_per_component.unwrap_or(8);
+    let colour = image.color_space.as_deref().unwrap_or("DeviceGray");
+    let truncated = || format!("page {page_number}'s image is truncated");
+    match (colour, bits) {
+        ("DeviceGray", 8) => image::GrayImage::from_raw(width, height, samples)
+            .map(image::DynamicImage::ImageLuma8)
+            .ok_or_else(truncated),
+        ("DeviceRGB", 8) => image::RgbImage::from_raw(width, height, samples)
+            .map(image::DynamicImage::ImageRgb8)
+            .ok_or_else(truncated),
+        ("DeviceGray", 1) => {
+            let row = width.div_ceil(8) as usize;
+            if samples.len() < row * height as usize {
+                return Err(truncated());
+            }
+            let grey = image::GrayImage::from_fn(width, height, |x, y| {
+                let byte = samples[y as usize * row + x as usize / 8];
+                image::Luma([if (byte >> (7 - (x % 8))) & 1 == 1 {
+                    255
+                } else {
+                    0
+                }])
+            });
+            Ok(image::DynamicImage::ImageLuma8(grey))
+        }
+        (space, bits) => Err(unsupported(&format!("{space} at {bits} bits"))),
+    }
+}
+
 /// Every page of a TIFF, each checked before it is decoded.
 fn tiff_pages(bytes: &[u8], limits: Limits) -> Result<Vec<image::DynamicImage>, String> {
     use tiff::decoder::{Decoder, DecodingResult};
@@ -194,7 +249,7 @@ fn tiff_pages(bytes: &[u8], limits: Limits) -> Result<Vec<image::DynamicImage>, 
 }
 
 /// Scaled down and kept as PNG.
-fn page(number: u32, img: image::DynamicImage) -> Result<PageImage, String> {
+pub(crate) fn page(number: u32, img: image::DynamicImage) -> Result<PageImage, String> {
     let img = if img.width().max(img.height()) > MAX_SIDE {
         img.thumbnail(MAX_SIDE, MAX_SIDE)
     } else {

@@ -533,11 +533,8 @@ fn a_slow_pdf_holds_up_no_other_document_and_reasons_say_what_was_found() {
         "Contrato con preámbulo"
     );
     let reason = |id: &str| record(id)["error"]["message"].as_str().unwrap().to_owned();
-    assert!(
-        reason("in/e-scan.pdf").contains("images only"),
-        "{}",
-        reason("in/e-scan.pdf")
-    );
+    // A scan is a document of page images, not an error.
+    assert_eq!(record("in/e-scan.pdf")["ok"], true);
     assert!(
         reason("in/f-locked.pdf").contains("encrypted with a password"),
         "{}",

@@ -59,6 +59,14 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
     p.write("in/scan.tiff", tiff(&[(300, 400), (300, 400), (200, 100)]));
     p.write("in/huge.png", png(1200, 1000, 10));
     p.write("in/broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
+    // A scanned PDF (its one page an image), and a photo sent by e-mail.
+    p.write("in/scan.pdf", crate::support::make_image_pdf());
+    use base64::Engine;
+    let attached = base64::engine::general_purpose::STANDARD.encode(png(40, 30, 200));
+    p.write(
+        "in/mail.eml",
+        format!("From: ana@example.co\r\nSubject: foto del contrato\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nAdjunto la foto.\r\n--b\r\nContent-Type: image/png; name=\"foto.png\"\r\nContent-Disposition: attachment; filename=\"foto.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{attached}\r\n--b--\r\n"),
+    );
     let local = StubServer::start(|_, _| Reply::content("texto del contrato"));
     let cloud = StubServer::conforming(Duration::ZERO);
     let (lu, cu) = (local.url(), cloud.url());
@@ -100,9 +108,25 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
         (300.into(), 400.into())
     );
 
+    let pdf = record("in/scan.pdf");
+    assert_eq!(pdf["result"]["pages"], 1, "{pdf}");
+    assert_eq!(
+        (
+            pdf["result"]["width"].clone(),
+            pdf["result"]["height"].clone()
+        ),
+        (2.into(), 2.into())
+    );
+    let mail = record("in/mail.eml");
+    assert_eq!(mail["result"]["pages"], 1, "{mail}");
+    assert!(mail["result"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Adjunto la foto."));
+
     // local() got every page as an image part, after the prompt.
     let requests = local.requests();
-    assert_eq!(requests.len(), 2, "one call per readable document");
+    assert_eq!(requests.len(), 4, "one call per readable document");
     let parts: Vec<usize> = requests
         .iter()
         .map(|r| {
@@ -122,14 +146,14 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
         .collect();
     let mut parts = parts;
     parts.sort();
-    assert_eq!(parts, [1, 3]);
+    assert_eq!(parts, [1, 1, 1, 3]);
 
     // The cloud saw nothing: each attempt was blocked by rule `image`, audited by hash.
     assert_eq!(cloud.requests().len(), 0);
     assert_eq!(photo["result"]["cloud"], "blocked:image");
     let audit = audit_lines(&p.path("audit.jsonl"));
     let blocked: Vec<&Value> = audit.iter().filter(|a| a["rule"] == "image").collect();
-    assert_eq!(blocked.len(), 2, "{audit:?}");
+    assert_eq!(blocked.len(), 4, "{audit:?}");
     let scan_audit = blocked
         .iter()
         .find(|a| a["document"] == "in/scan.tiff")
