@@ -201,11 +201,9 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<PdfContent, 
                 let png = base64::engine::general_purpose::STANDARD
                     .decode(p["png"].as_str().unwrap_or(""))
                     .map_err(|e| format!("the PDF extractor's answer is broken: {e}"))?;
-                let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
-                    .map_err(|e| format!("the PDF extractor's answer is broken: {e}"))?;
-                out.push(crate::images::page(
+                out.push(crate::images::from_png(
                     p["page"].as_u64().unwrap_or(0) as u32,
-                    img,
+                    png,
                 )?);
             }
             return Ok(PdfContent::Images(out));

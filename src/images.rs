@@ -248,6 +248,30 @@ fn tiff_pages(bytes: &[u8], limits: Limits) -> Result<Vec<image::DynamicImage>, 
     Ok(pages)
 }
 
+/// A page already scaled and encoded as PNG (by the PDF reader's child process).
+pub(crate) fn from_png(number: u32, png: Vec<u8>) -> Result<PageImage, String> {
+    let (width, height) =
+        image::ImageReader::with_format(Cursor::new(&png), image::ImageFormat::Png)
+            .into_dimensions()
+            .map_err(|e| format!("a page image is broken: {e}"))?;
+    if width.max(height) > MAX_SIDE {
+        return Err(format!(
+            "a page image is {width}×{height}, larger than pages are kept"
+        ));
+    }
+    let sha256 = Sha256::digest(&png)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(PageImage {
+        page: number,
+        width,
+        height,
+        png: Arc::new(png),
+        sha256,
+    })
+}
+
 /// Scaled down and kept as PNG.
 pub(crate) fn page(number: u32, img: image::DynamicImage) -> Result<PageImage, String> {
     let img = if img.width().max(img.height()) > MAX_SIDE {
