@@ -131,8 +131,21 @@ impl MistralBackend {
         if let Some(system) = &req.system {
             builder = builder.add_message(TextMessageRole::System, system);
         }
+        builder = if req.images.is_empty() {
+            builder.add_message(TextMessageRole::User, &req.prompt)
+        } else {
+            // Page images go to the vision tower with the prompt (decoded from the PNG the
+            // host keeps; a page that does not decode was refused when it was read).
+            let images = req
+                .images
+                .iter()
+                .filter_map(|i| {
+                    image::load_from_memory_with_format(&i.png, image::ImageFormat::Png).ok()
+                })
+                .collect();
+            builder.add_image_message(TextMessageRole::User, &req.prompt, images)
+        };
         builder = builder
-            .add_message(TextMessageRole::User, &req.prompt)
             // mistral.rs renders templates with `enable_thinking = true` unless told otherwise;
             // Gemma 4 then thinks (into `reasoning_content`) before answering: only on request.
             .enable_thinking(req.thinking)
@@ -201,12 +214,6 @@ impl Backend for MistralBackend {
         req: &'a ModelRequest,
     ) -> BoxFuture<'a, Result<ModelResponse, ModelError>> {
         Box::pin(async move {
-            if !req.images.is_empty() {
-                return Err(ModelError::new(
-                    ErrorKind::BadRequest,
-                    "the in-process model does not take page images yet\nhint: serve local() from an OpenAI-compatible server with a vision model (--local-backend openai --local-url URL, e.g. `mistralrs serve` or Ollama)",
-                ));
-            }
             let loaded = self.model_handle().await?;
             let response = loaded
                 .send_chat_request(self.request(req))

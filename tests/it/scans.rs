@@ -178,26 +178,43 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
 }
 
 #[test]
-fn the_in_process_model_says_it_does_not_take_images_yet() {
+fn the_in_process_gemma_sees_the_page_images() {
     let p = Project::new();
+    // The same prompt with and without the page: the image's soft tokens are in the usage.
     p.write(
         "scripts/s.rhai",
-        "fn process(doc) { local(#{ prompt: \"read\", images: doc.images }) }\n",
+        r#"
+fn ask(images) {
+    try { local(#{ prompt: "Transcribe.", images: images, max_tokens: 16 }) } catch (e) { e.kind }
+}
+fn process(doc) { #{ seen: ask(doc.images), blind: ask([]) } }
+"#,
     );
-    p.write("in/photo.png", png(64, 64, 100));
+    p.write("in/photo.png", png(320, 240, 100));
     let done = p
-        .hybrid(&["run", "scripts/s.rhai", "in", "--local-model", "tiny"])
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "in",
+            "--local-model",
+            "tiny",
+            "--cache",
+            "off",
+        ])
         .output()
-        .expect_code(2);
+        .expect_code(0);
     let r = done.record("in/photo.png");
-    assert_eq!(r["error"]["kind"], "bad_request", "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("--local-url"),
-        "{r}"
+    let calls = r["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{r}");
+    let (seen, blind) = (
+        calls[0]["prompt_tokens"].as_u64().unwrap(),
+        calls[1]["prompt_tokens"].as_u64().unwrap(),
     );
+    assert!(
+        seen > blind + 8,
+        "the image reached the vision tower: {seen} vs {blind} prompt tokens"
+    );
+
     // A script passing something else as `images` is told what to pass.
     p.write(
         "scripts/bad.rhai",
