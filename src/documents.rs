@@ -255,6 +255,12 @@ pub fn from_bytes(
                 meta.insert("pages".into(), Value::from(images.len()));
                 (String::new(), meta, images)
             }
+            // Text pages and scanned pages: the text, and the scanned pages' images.
+            crate::extract::PdfContent::Both(text, images) => {
+                let mut meta = Map::new();
+                meta.insert("scanned_pages".into(), Value::from(images.len()));
+                (text, meta, images)
+            }
         },
         "eml" => crate::extract::email(bytes)?,
         _ => (decode_text(bytes)?, Map::new(), Vec::new()),

@@ -47,12 +47,14 @@ const HEADER_WITHIN: usize = 1024;
 pub enum PdfContent {
     Text(String),
     Images(Vec<crate::images::PageImage>),
+    /// Text pages and scanned pages in one file: the text, and the scanned pages' images.
+    Both(String, Vec<crate::images::PageImage>),
 }
 
 /// Text of a PDF, or why there is none.
 pub fn pdf_text(bytes: &[u8]) -> Result<String, String> {
     match pdf_content(bytes)? {
-        PdfContent::Text(text) => Ok(text),
+        PdfContent::Text(text) | PdfContent::Both(text, _) => Ok(text),
         PdfContent::Images(pages) => Err(format!(
             "the PDF's pages are images only (a scan or a photo, {} page(s)): it has no text layer",
             pages.len()
@@ -93,19 +95,20 @@ pub fn extract_pdf_child() -> std::process::ExitCode {
             max_image_pixels: pixels,
         });
     }
+    let encode = |pages: &[crate::images::PageImage]| -> Vec<Value> {
+        use base64::Engine;
+        pages
+            .iter()
+            .map(|p| {
+                json!({"page": p.page,
+                       "png": base64::engine::general_purpose::STANDARD.encode(p.png.as_slice())})
+            })
+            .collect()
+    };
     let answer = match pdf_content_here(&bytes) {
         Ok(PdfContent::Text(text)) => json!({"text": text}),
-        Ok(PdfContent::Images(pages)) => {
-            use base64::Engine;
-            let pages: Vec<Value> = pages
-                .iter()
-                .map(|p| {
-                    json!({"page": p.page,
-                           "png": base64::engine::general_purpose::STANDARD.encode(p.png.as_slice())})
-                })
-                .collect();
-            json!({"images": pages})
-        }
+        Ok(PdfContent::Images(pages)) => json!({"images": encode(&pages)}),
+        Ok(PdfContent::Both(text, pages)) => json!({"text": text, "images": encode(&pages)}),
         Err(error) => json!({"error": error}),
     };
     let mut out = std::io::stdout().lock();
@@ -191,8 +194,9 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<PdfContent, 
         ));
     };
     if let Ok(answer) = serde_json::from_slice::<Value>(&output) {
-        if let Some(text) = answer["text"].as_str() {
-            return Ok(PdfContent::Text(text.to_owned()));
+        let text = answer["text"].as_str().map(str::to_owned);
+        if let (Some(text), None) = (&text, answer.get("images")) {
+            return Ok(PdfContent::Text(text.clone()));
         }
         if let Some(pages) = answer["images"].as_array() {
             use base64::Engine;
@@ -206,7 +210,10 @@ fn pdf_text_in_child(bytes: &[u8], isolation: &Isolation) -> Result<PdfContent, 
                     png,
                 )?);
             }
-            return Ok(PdfContent::Images(out));
+            return Ok(match text {
+                Some(text) => PdfContent::Both(text, out),
+                None => PdfContent::Images(out),
+            });
         }
         if let Some(error) = answer["error"].as_str() {
             return Err(error.to_owned());
@@ -231,7 +238,12 @@ fn pdf_content_here(bytes: &[u8]) -> Result<PdfContent, String> {
         Ok(Ok(text)) => {
             let text = normalise(&text);
             if !text.trim().is_empty() {
-                return Ok(PdfContent::Text(text));
+                // Scanned pages among text pages: their images come too.
+                return match image_pages(bytes, false) {
+                    Some(Ok(pages)) => Ok(PdfContent::Both(text, pages)),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(PdfContent::Text(text)),
+                };
             }
             None
         }
@@ -245,15 +257,16 @@ fn pdf_content_here(bytes: &[u8]) -> Result<PdfContent, String> {
         ),
     };
     // No text: a scan gives its page images; anything else says what was found.
-    if let Some(pages) = scanned_pages(bytes) {
+    if let Some(pages) = image_pages(bytes, true) {
         return pages.map(PdfContent::Images);
     }
     Err(diagnose(bytes, problem))
 }
 
-/// The page images of a PDF whose pages hold no text, one per page (the largest image on
-/// it); `None` when the PDF is not like that.
-fn scanned_pages(bytes: &[u8]) -> Option<Result<Vec<crate::images::PageImage>, String>> {
+/// The images of a PDF's scanned pages (an image and no text), one per page (the largest
+/// image on it). With `all`, every page must be one, or it is no scan (`None`); otherwise
+/// the scanned pages among text pages (`None` when there are none).
+fn image_pages(bytes: &[u8], all: bool) -> Option<Result<Vec<crate::images::PageImage>, String>> {
     let found = std::panic::catch_unwind(|| {
         let mut doc = lopdf::Document::load_mem(bytes).ok()?;
         if doc.is_encrypted() && doc.decrypt("").is_err() {
@@ -273,13 +286,15 @@ fn scanned_pages(bytes: &[u8]) -> Option<Result<Vec<crate::images::PageImage>, S
                         .any(|op| matches!(op.operator.as_str(), "Tj" | "TJ" | "'" | "\""))
                 });
             let images = doc.get_page_images(*page_id).unwrap_or_default();
-            // A page with text, or with nothing on it: not a scan (the reason says more).
-            let Some(largest) = images.iter().max_by_key(|i| i.width * i.height) else {
-                return None;
+            let largest = images.iter().max_by_key(|i| i.width * i.height);
+            let Some(largest) = largest.filter(|_| !has_text) else {
+                // A page with text, or with nothing on it: for a scan, that is no scan
+                // (the reason then says what was found).
+                if all {
+                    return None;
+                }
+                continue;
             };
-            if has_text {
-                return None;
-            }
             if out.len() == limits.max_pages {
                 return Some(Err(format!(
                     "the scanned PDF has more than {} pages\nhint: raise `max_pages` under [limits] in hybrid.toml",
@@ -501,6 +516,10 @@ fn read_message(
         let extracted = if content_type == "application/pdf" || lower.ends_with(".pdf") {
             match pdf_content(contents) {
                 Ok(PdfContent::Text(t)) => Some(Ok(t)),
+                Ok(PdfContent::Both(t, pages)) => {
+                    add_pages(pages, &mut entry);
+                    Some(Ok(t))
+                }
                 Ok(PdfContent::Images(pages)) => {
                     add_pages(pages, &mut entry);
                     entry["included"] = json!(true);

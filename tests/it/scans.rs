@@ -59,8 +59,13 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
     p.write("in/scan.tiff", tiff(&[(300, 400), (300, 400), (200, 100)]));
     p.write("in/huge.png", png(1200, 1000, 10));
     p.write("in/broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg");
-    // A scanned PDF (its one page an image), and a photo sent by e-mail.
+    // A scanned PDF (its one page an image), a mixed one (a text page, a scanned page), and
+    // a photo sent by e-mail.
     p.write("in/scan.pdf", crate::support::make_image_pdf());
+    p.write(
+        "in/mixed.pdf",
+        crate::support::make_mixed_pdf("Clausula de pago a 30 dias"),
+    );
     use base64::Engine;
     let attached = base64::engine::general_purpose::STANDARD.encode(png(40, 30, 200));
     p.write(
@@ -117,6 +122,26 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
         ),
         (2.into(), 2.into())
     );
+    let mixed = record("in/mixed.pdf");
+    assert_eq!(mixed["result"]["pages"], 1, "{mixed}");
+    assert_eq!(
+        mixed["result"]["page"], 2,
+        "the scanned page keeps its number"
+    );
+    assert_eq!(
+        (
+            mixed["result"]["width"].clone(),
+            mixed["result"]["height"].clone()
+        ),
+        (4.into(), 2.into())
+    );
+    assert!(
+        mixed["result"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Clausula de pago"),
+        "{mixed}"
+    );
     let mail = record("in/mail.eml");
     assert_eq!(mail["result"]["pages"], 1, "{mail}");
     assert!(mail["result"]["text"]
@@ -126,7 +151,7 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
 
     // local() got every page as an image part, after the prompt.
     let requests = local.requests();
-    assert_eq!(requests.len(), 4, "one call per readable document");
+    assert_eq!(requests.len(), 5, "one call per readable document");
     let parts: Vec<usize> = requests
         .iter()
         .map(|r| {
@@ -146,14 +171,14 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
         .collect();
     let mut parts = parts;
     parts.sort();
-    assert_eq!(parts, [1, 1, 1, 3]);
+    assert_eq!(parts, [1, 1, 1, 1, 3]);
 
     // The cloud saw nothing: each attempt was blocked by rule `image`, audited by hash.
     assert_eq!(cloud.requests().len(), 0);
     assert_eq!(photo["result"]["cloud"], "blocked:image");
     let audit = audit_lines(&p.path("audit.jsonl"));
     let blocked: Vec<&Value> = audit.iter().filter(|a| a["rule"] == "image").collect();
-    assert_eq!(blocked.len(), 4, "{audit:?}");
+    assert_eq!(blocked.len(), 5, "{audit:?}");
     let scan_audit = blocked
         .iter()
         .find(|a| a["document"] == "in/scan.tiff")

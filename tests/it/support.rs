@@ -301,6 +301,27 @@ pub fn make_image_pdf() -> Vec<u8> {
     ])
 }
 
+/// A two-page PDF: page 1 text (`line`), page 2 a scanned image (4×2 grey, no text).
+pub fn make_mixed_pdf(line: &str) -> Vec<u8> {
+    let text = format!("BT /F1 11 Tf 72 740 Td ({line}) Tj ET");
+    let draw = "q 612 0 0 792 0 0 cm /Im1 Do Q";
+    assemble_pdf(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 7 0 R >> >> >>".to_vec(),
+        format!("<< /Length {} >>\nstream\n{text}\nendstream", text.len()).into_bytes(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 6 0 R /Resources << /XObject << /Im1 8 0 R >> >> >>".to_vec(),
+        format!("<< /Length {} >>\nstream\n{draw}\nendstream", draw.len()).into_bytes(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
+        [
+            b"<< /Type /XObject /Subtype /Image /Width 4 /Height 2 /ColorSpace /DeviceGray /BitsPerComponent 8 /Length 8 >>\nstream\n".to_vec(),
+            vec![0x10, 0x40, 0x80, 0xf0, 0xf0, 0x80, 0x40, 0x10],
+            b"\nendstream".to_vec(),
+        ]
+        .concat(),
+    ])
+}
+
 /// A PDF file of these objects (numbered from 1, the first the catalog), with its
 /// cross-reference table and trailer.
 pub fn assemble_pdf(objects: &[Vec<u8>]) -> Vec<u8> {
