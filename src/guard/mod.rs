@@ -40,6 +40,9 @@ pub struct GuardConfig {
     /// `cedula_co`, `rfc_mx`, `curp_mx`, `cuit_ar`, `cpf_br`, `cnpj_br`, `dni_es`, `nie_es`,
     /// `cif_es`, `rut_cl`, `ruc_pe`, `dni_pe`, `cedula_ec`, `ruc_ec`.
     pub detectors: BTreeMap<String, Action>,
+    /// Page images to the cloud: `block` (default: an image cannot be checked for copied
+    /// text or personal data) or `allow`. Allowed images are audited by their hashes only.
+    pub images: Action,
     /// `[guard.scripts."scripts/NAME.rhai"]`: a looser or stricter policy for one pipeline,
     /// keyed by the script's path relative to the settings file — kept in the config, where
     /// the data owner sees it, not in the script, and never inherited by another script that
@@ -55,6 +58,7 @@ pub struct GuardOverride {
     pub overlap: Option<Action>,
     pub structured_only: Option<bool>,
     pub detectors: BTreeMap<String, Action>,
+    pub images: Option<Action>,
 }
 
 impl Default for GuardConfig {
@@ -64,6 +68,7 @@ impl Default for GuardConfig {
             overlap: Action::Block,
             structured_only: false,
             detectors: BTreeMap::new(),
+            images: Action::Block,
             scripts: BTreeMap::new(),
         }
     }
@@ -93,6 +98,7 @@ impl GuardConfig {
             merged.overlap = o.overlap.unwrap_or(merged.overlap);
             merged.structured_only = o.structured_only.unwrap_or(merged.structured_only);
             merged.detectors.extend(o.detectors.clone());
+            merged.images = o.images.unwrap_or(merged.images);
             applied = Some(key.clone());
         }
         Ok((merged, applied))
@@ -116,6 +122,8 @@ pub enum GuardError {
     BareScriptKey(String),
     #[error("`overlap = \"redact\"` under [guard] is not supported: copied source text cannot be redacted away\nhint: use `block` (the default) or `allow`")]
     OverlapRedact,
+    #[error("`images = \"redact\"` under [guard] is not supported: an image cannot be redacted\nhint: use `block` (the default) or `allow`")]
+    ImagesRedact,
 }
 
 /// The parts of a model call, before they become messages.
@@ -164,6 +172,7 @@ pub struct Guard {
     structured_only: bool,
     /// Detectors that do something, with what they do.
     active: Vec<(Kind, Action)>,
+    images: Action,
     /// Strings already scanned and found clean (system prompts and schemas come back on every
     /// call), by a keyed hash of their text.
     clean: std::sync::Arc<CleanTexts>,
@@ -208,6 +217,9 @@ impl Guard {
         if config.overlap == Action::Redact {
             return Err(GuardError::OverlapRedact);
         }
+        if config.images == Action::Redact {
+            return Err(GuardError::ImagesRedact);
+        }
         for name in config.detectors.keys() {
             if Kind::from_name(name).is_none() {
                 return Err(GuardError::UnknownDetector(name.clone()));
@@ -230,8 +242,14 @@ impl Guard {
             overlap: config.overlap,
             structured_only: config.structured_only,
             active,
+            images: config.images,
             clean: Default::default(),
         })
+    }
+
+    /// Whether the policy lets page images go to the cloud.
+    pub fn allows_images(&self) -> bool {
+        self.images == Action::Allow
     }
 
     /// Whether the overlap rule is on (then a document's [`overlap::Window`] is worth building).

@@ -340,9 +340,10 @@ fn guard_cloud(
         request.system = parts.system.clone();
         request.prompt = prompt_text(parts);
     };
-    // An image cannot be checked for copied text or personal data: it does not leave. The
-    // audit line keeps the body's hash only, and the call record the pages' hashes.
-    if !request.images.is_empty() {
+    // An image cannot be checked for copied text or personal data: unless the pipeline's
+    // policy allows images, it does not leave. The audit line keeps the body's hash only,
+    // and the pages' hashes.
+    if !request.images.is_empty() && !guard.allows_images() {
         fill(request, parts);
         let hashes: Vec<&str> = request.images.iter().map(|i| i.sha256.as_str()).collect();
         let blocked = Blocked {
@@ -357,6 +358,9 @@ fn guard_cloud(
         let body = serde_json::to_vec(&backend.wire_body(request)).unwrap_or_default();
         return Err((blocked, body));
     }
+    // Allowed images are not text for the detectors to read: the guard checks the request
+    // without them, and they are added to the checked body after.
+    let images = std::mem::take(&mut request.images);
     let mut redactions = match guard.check_parts(parts) {
         Ok(r) => r,
         Err(blocked) => {
@@ -380,10 +384,41 @@ fn guard_cloud(
         Ok(r) => redactions.extend(r),
         Err(blocked) => return Err((blocked, bytes)),
     }
+    // With images: the audit keeps each as `sha256:…`, the wire carries the pages.
+    let (body, bytes, sent) = if images.is_empty() {
+        (body, bytes, None)
+    } else {
+        let with = |url: &dyn Fn(&crate::images::PageImage) -> String| {
+            let mut b = body.clone();
+            if let Some(user) = b["messages"]
+                .as_array_mut()
+                .and_then(|m| m.iter_mut().rev().find(|m| m["role"] == "user"))
+            {
+                let mut content =
+                    vec![serde_json::json!({"type": "text", "text": user["content"].clone()})];
+                for image in &images {
+                    content.push(
+                        serde_json::json!({"type": "image_url", "image_url": {"url": url(image)}}),
+                    );
+                }
+                user["content"] = Value::Array(content);
+            }
+            b
+        };
+        let audited = with(&|i| format!("sha256:{}", i.sha256));
+        let sent = with(&|i| i.data_url());
+        (
+            audited,
+            serde_json::to_vec(&sent).unwrap_or_default(),
+            Some(sent),
+        )
+    };
+    request.images = images;
     // A flex request's twin asking for the default tier, for `[cloud] flex_fallback`: the
     // same checked body but for that one host-chosen field.
-    let fallback = (body["service_tier"] == "flex").then(|| {
-        let mut default = body.clone();
+    let sent = sent.as_ref().unwrap_or(&body);
+    let fallback = (sent["service_tier"] == "flex").then(|| {
+        let mut default = sent.clone();
         default["service_tier"] = Value::from("default");
         Arc::<[u8]>::from(serde_json::to_vec(&default).unwrap_or_default())
     });

@@ -258,3 +258,65 @@ fn process(doc) { #{ seen: ask(doc.images), blind: ask([]) } }
         "{r}"
     );
 }
+
+#[test]
+fn a_pipeline_may_allow_images_to_the_cloud_and_they_are_audited_by_hash() {
+    let p = Project::new();
+    p.write(
+        "scripts/s.rhai",
+        "fn process(doc) { cloud(#{ prompt: \"What does this page say?\", images: doc.images }) }\n",
+    );
+    p.write(
+        "scripts/other.rhai",
+        "fn process(doc) { cloud(#{ prompt: \"x\", images: doc.images }) }\n",
+    );
+    // Allowed for this pipeline only.
+    p.write(
+        "hybrid.toml",
+        "[guard.scripts.\"scripts/s.rhai\"]\nimages = \"allow\"\n",
+    );
+    p.write("in/photo.png", png(300, 200, 90));
+    let cloud = StubServer::start(|_, _| Reply::content("una factura"));
+    let url = cloud.url();
+    let run = |script: &str, code: i32| {
+        p.hybrid(&[
+            "run",
+            script,
+            "in",
+            "--cloud-url",
+            &url,
+            "--cache",
+            "off",
+            "--audit",
+            "audit.jsonl",
+            "--out",
+            "-",
+        ])
+        .output()
+        .expect_code(code)
+    };
+    let done = run("scripts/s.rhai", 0);
+    assert_eq!(done.record("in/photo.png")["result"], "una factura");
+    let sent = &cloud.requests()[0];
+    let parts = sent.body["messages"][0]["content"].as_array().unwrap();
+    assert_eq!(parts[1]["type"], "image_url");
+    assert!(parts[1]["image_url"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png;base64,"));
+    let text = std::fs::read_to_string(p.path("audit.jsonl")).unwrap();
+    assert!(!text.contains("base64,"), "no image bytes in the audit log");
+    let lines = audit_lines(&p.path("audit.jsonl"));
+    let attempt = lines.iter().find(|l| l["outcome"] == "attempt").unwrap();
+    let url = attempt["payload"]["messages"][0]["content"][1]["image_url"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(url.starts_with("sha256:") && url.len() == 7 + 64, "{url}");
+    // What left is what the audit counted.
+    assert_eq!(attempt["bytes"], sent.raw.len());
+
+    // The same policy does not carry over to another pipeline.
+    let other = run("scripts/other.rhai", 2);
+    assert_eq!(other.record("in/photo.png")["error"]["kind"], "blocked");
+    assert_eq!(cloud.requests().len(), 1);
+}
