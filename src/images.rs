@@ -153,6 +153,9 @@ pub(crate) fn pdf_image(
     if filters.iter().any(|f| f == "DCTDecode") {
         return single(image.content, limits);
     }
+    if filters.iter().any(|f| f == "CCITTFaxDecode") {
+        return ccitt(image, width, height, page_number, &unsupported);
+    }
     if let Some(other) = filters.iter().find(|f| f.as_str() != "FlateDecode") {
         return Err(unsupported(other));
     }
@@ -189,6 +192,59 @@ pub(crate) fn pdf_image(
         }
         (space, bits) => Err(unsupported(&format!("{space} at {bits} bits"))),
     }
+}
+
+/// A CCITT Group 4 page (`/K` < 0), as office scanners write black-and-white PDFs.
+fn ccitt(
+    image: &lopdf::xobject::PdfImage,
+    width: u32,
+    height: u32,
+    page_number: u32,
+    unsupported: &dyn Fn(&str) -> String,
+) -> Result<image::DynamicImage, String> {
+    let parms = image
+        .origin_dict
+        .get(b"DecodeParms")
+        .ok()
+        .and_then(|p| p.as_dict().ok());
+    let int = |key: &[u8]| {
+        parms
+            .and_then(|p| p.get(key).ok())
+            .and_then(|v| v.as_i64().ok())
+    };
+    if int(b"K").unwrap_or(0) >= 0 {
+        return Err(unsupported("CCITT Group 3"));
+    }
+    let columns = int(b"Columns").unwrap_or(1728).clamp(1, u16::MAX as i64) as u16;
+    if width > u16::MAX as u32 || height > u16::MAX as u32 {
+        return Err(unsupported("a CCITT page this large"));
+    }
+    let mut grey = Vec::with_capacity(width as usize * height as usize);
+    let mut rows = 0u32;
+    fax::decoder::decode_g4(
+        image.content.iter().copied(),
+        columns,
+        Some(height as u16),
+        |transitions| {
+            if rows < height {
+                grey.extend(
+                    fax::decoder::pels(transitions, columns)
+                        .chain(std::iter::repeat(fax::Color::White))
+                        .take(width as usize)
+                        .map(|c| if c == fax::Color::Black { 0u8 } else { 255 }),
+                );
+                rows += 1;
+            }
+        },
+    );
+    if rows < height {
+        return Err(format!(
+            "page {page_number}'s CCITT image ends after {rows} of its {height} rows (truncated?)"
+        ));
+    }
+    image::GrayImage::from_raw(width, height, grey)
+        .map(image::DynamicImage::ImageLuma8)
+        .ok_or_else(|| format!("page {page_number}'s CCITT image is truncated"))
 }
 
 /// Every page of a TIFF, each checked before it is decoded.
@@ -346,5 +402,56 @@ mod tests {
         );
         let err = read(b"not an image at all", "png", LIMITS).unwrap_err();
         assert!(err.contains("not an image"), "{err}");
+    }
+
+    #[test]
+    fn a_ccitt_group_4_page_decodes_to_its_pixels() {
+        use lopdf::{dictionary, Object, Stream};
+        let (w, h) = (40u16, 6u16);
+        // Stripes: columns 8..16 and 24..32 black on every row.
+        let black = |x: u16| (8..16).contains(&x) || (24..32).contains(&x);
+        let mut encoder = fax::encoder::Encoder::new(fax::VecWriter::new());
+        for _ in 0..h {
+            let row = (0..w).map(|x| {
+                if black(x) {
+                    fax::Color::Black
+                } else {
+                    fax::Color::White
+                }
+            });
+            encoder.encode_line(row, w).unwrap();
+        }
+        let g4 = encoder.finish().unwrap().finish();
+        let mut doc = lopdf::Document::with_version("1.4");
+        let image = doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image", "Width" => w as i64, "Height" => h as i64,
+                "BitsPerComponent" => 1, "ColorSpace" => "DeviceGray", "Filter" => "CCITTFaxDecode",
+                "DecodeParms" => dictionary! { "K" => -1, "Columns" => w as i64, "Rows" => h as i64 },
+            },
+            g4,
+        ));
+        let pages = doc.new_object_id();
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages,
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im1" => image } },
+        });
+        doc.objects.insert(
+            pages,
+            Object::Dictionary(
+                dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 },
+            ),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+        doc.trailer.set("Root", catalog);
+        let images = doc.get_page_images(page).unwrap();
+        let img = pdf_image(&doc, &images[0], 1, LIMITS).unwrap().to_luma8();
+        assert_eq!(img.dimensions(), (w as u32, h as u32));
+        for y in 0..h as u32 {
+            for x in 0..w as u32 {
+                let expected = if black(x as u16) { 0 } else { 255 };
+                assert_eq!(img.get_pixel(x, y).0[0], expected, "({x}, {y})");
+            }
+        }
     }
 }
