@@ -175,9 +175,18 @@ pub async fn run(
                     let Ok(doc) = &job.input else { unreachable!() };
                     // A PDF or e-mail is read here, in its own job, and the time counts.
                     let started = Instant::now();
-                    let doc = match doc.extracted() {
-                        Ok(extracted) if doc.unread.is_some() => Arc::new(extracted),
-                        Ok(_) => doc.clone(),
+                    let read = match &doc.unread {
+                        None => Ok(doc.clone()),
+                        // A library failing on a hostile file fails this document only.
+                        Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            doc.extracted().map(Arc::new)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err("reading the file failed inside a library (a malformed or hostile file?)".into())
+                        }),
+                    };
+                    let doc = match read {
+                        Ok(doc) => doc,
                         Err(reason) => {
                             tracing::warn!(source = %doc.source(), "input skipped: {reason}");
                             let mut record = failed_record(
