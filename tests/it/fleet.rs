@@ -167,7 +167,7 @@ fn assert_once(records: &[Value], expected: usize) {
 fn three_workers_record_each_document_once_through_a_kill_and_follow_pushed_rules() {
     let nats = Nats::start();
     let queue = nats.url("contracts");
-    let cloud = StubServer::conforming(Duration::from_millis(200));
+    let cloud = StubServer::conforming(Duration::from_millis(300));
     let p = Project::new();
     p.write(
         "scripts/f.rhai",
