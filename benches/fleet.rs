@@ -12,6 +12,8 @@
 
 #[path = "../tests/it/openai_stub.rs"]
 mod openai_stub;
+#[path = "../tests/it/support.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,11 +90,7 @@ fn main() {
         .collect();
     std::fs::write(root.join("docs.jsonl"), input).unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let mut nats = Command::new(nats_binary)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(root.join("jetstream"))
@@ -100,11 +98,7 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start nats-server");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::wait_listening(port, "nats-server to listen");
     let model = StubServer::conforming(latency);
     let url = model.url();
     let worker_args = |queue: &str| -> Vec<String> {

@@ -9,6 +9,9 @@
 //! largest process), medians of `BENCH_RUNS` (default 3), and their ratio. Numbers are
 //! printed, never asserted.
 
+#[path = "../tests/it/support.rs"]
+mod support;
+
 use std::io::Cursor;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -60,29 +63,7 @@ fn scan_pdf(pages: u32) -> Vec<u8> {
             .concat(),
         );
     }
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        pdf.extend_from_slice(body);
-        pdf.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = pdf.len();
-    pdf.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        pdf.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    pdf.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    pdf
+    support::assemble_pdf(&objects)
 }
 
 /// CPU (user + sys, waited-for children included) and peak RSS (the largest of the

@@ -7,7 +7,7 @@
 //! `HYBRID_SCREENSHOTS=docs cargo test browser`).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,15 +15,9 @@ use serde_json::{json, Value};
 
 use crate::examples::shipped;
 use crate::openai_stub::{Reply, StubServer};
-use crate::support::{read_records, wait_for, Project, Running};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{
+    free_port, installed, read_records, wait_for, wait_listening, Project, Running,
+};
 
 /// One HTTP/1.1 request with a JSON body; the JSON answer.
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
@@ -97,16 +91,10 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
-        let chromedriver = ["chromedriver", "/usr/bin/chromedriver"]
-            .into_iter()
-            .find(|b| {
-                Command::new(b)
-                    .arg("--version")
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok()
-            })
-            .expect("chromedriver is not installed (`apt-get install chromium chromium-driver`; .ci/run does it)");
+        let chromedriver = installed(
+            &["chromedriver", "/usr/bin/chromedriver"],
+            "apt-get install chromium chromium-driver",
+        );
         let port = free_port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -114,9 +102,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_for(20, "chromedriver to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
+        wait_listening(port, "chromedriver to listen");
         let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -278,9 +264,7 @@ fn serve(p: &Project, host: &str, extra: &[&str]) -> (Running, u16) {
     let mut args = vec!["review", "out/intents.jsonl", "--listen", &listen];
     args.extend_from_slice(extra);
     let host = p.spawn(&args);
-    wait_for(20, "the review server", || {
-        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
+    wait_listening(port, "the review server");
     (host, port)
 }
 

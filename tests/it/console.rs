@@ -2,22 +2,19 @@
 //! known run, health checks, and the token.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::openai_stub::StubServer;
-use crate::support::{read_records, wait_for, Project};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{free_port, read_records, wait_for, wait_listening, Project};
 
 /// `GET path` over a plain socket: status code and body.
 fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    get_as(port, "127.0.0.1", path, token)
+}
+
+/// `GET path` addressed to `host` (the `Host` header), as a browser would send it.
+fn get_as(port: u16, host: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -27,7 +24,7 @@ fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
         .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -242,15 +239,8 @@ fn metrics_count_a_known_run_exactly_and_health_checks_answer() {
     let (status, body) = get(port, "/healthz", None);
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     // Without a token, a request addressed by another name (a rebound web page's) is refused.
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let evil = format!("evil.example:{port}");
+    assert_eq!(get_as(port, &evil, "/metrics", None).0, 403);
     let (status, body) = get(port, "/readyz", None);
     assert_eq!(status, 200);
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -311,9 +301,7 @@ fn the_console_needs_a_token_beyond_loopback_and_checks_it() {
         "--token-file",
         "token",
     ]);
-    wait_for(20, "the console to listen", || {
-        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
+    wait_listening(port, "the console to listen");
     assert_eq!(get(port, "/metrics", None).0, 401);
     assert_eq!(get(port, "/metrics", Some("wrong-token!")).0, 401);
     assert_eq!(get(port, "/metrics", Some("s3cret-token")).0, 200);

@@ -1,14 +1,13 @@
 //! The fleet against a real `nats-server -js` on a free loopback port: workers, submit,
 //! results, dead letters, rules pushes, kill -9 and a server restart.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::openai_stub::{instance_of, Reply, StubServer};
-use crate::support::{wait_for, Project, Running};
+use crate::support::{free_port, installed, wait_for, wait_listening, Project, Running};
 
 /// A JetStream server of our own, in a temp store, that can be stopped and started again on
 /// the same port with the same store.
@@ -20,11 +19,7 @@ struct Nats {
 
 impl Nats {
     fn start() -> Nats {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut nats = Nats {
             child: None,
             port,
@@ -35,20 +30,14 @@ impl Nats {
     }
 
     fn up(&mut self) {
-        let binary = [
-            "nats-server",
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok()
-        })
-        .expect("nats-server is not installed (`apt-get install nats-server`; .ci/run does it)");
+        let binary = installed(
+            &[
+                "nats-server",
+                "/usr/sbin/nats-server",
+                "/usr/bin/nats-server",
+            ],
+            "apt-get install nats-server",
+        );
         let child = Command::new(binary)
             .args([
                 "-js",
@@ -64,11 +53,7 @@ impl Nats {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_for(20, "nats-server to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port))
-                .ok()
-                .map(|_| ())
-        });
+        wait_listening(self.port, "nats-server to listen");
     }
 
     fn down(&mut self) {
@@ -476,11 +461,7 @@ fn queue_addresses_and_unreachable_servers_are_clear_errors() {
         "{}",
         bad.stderr()
     );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let queue = format!("nats://127.0.0.1:{port}/x");
     let down = p
         .hybrid(&["run", "scripts/f.rhai", &queue])

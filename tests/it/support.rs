@@ -372,3 +372,42 @@ pub fn pseudo_terminal() -> (std::fs::File, std::fs::File) {
         )
     }
 }
+
+/// A loopback port nothing listens on (now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The first of `candidates` that runs (`--version`), or a failure naming how to install it.
+pub fn installed(candidates: &[&'static str], install: &str) -> &'static str {
+    candidates
+        .iter()
+        .copied()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not installed ({install}; .ci/run does it)",
+                candidates[0]
+            )
+        })
+}
+
+/// Waits until something listens on the loopback `port`.
+pub fn wait_listening(port: u16, what: &str) {
+    wait_for(20, what, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+}
