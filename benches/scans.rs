@@ -6,8 +6,10 @@
 //! scaled to 896 px and kept as PNG, in the extractor's child process), against poppler's
 //! `pdftoppm -r 150 -gray` on the same file (the reference: rendering at half the scan's
 //! resolution). Reported: CPU per page (user + sys, children included) and peak memory (the
-//! largest process), medians of `BENCH_RUNS` (default 3), and their ratio. Numbers are
-//! printed, never asserted.
+//! largest process), medians of `BENCH_RUNS` (default 3), and their ratio. Then, in this
+//! process, the two ways a scanned page becomes model input on the same pages: drawing the
+//! page with hayro (`render`, what `hybrid` does) and taking its image out with lopdf and
+//! `image` (its fallback), with how far apart their pixels are. Numbers are printed, never asserted.
 
 #[path = "../tests/it/support.rs"]
 mod support;
@@ -33,6 +35,44 @@ fn page_jpeg(n: u32) -> Vec<u8> {
 }
 
 fn scan_pdf(pages: u32) -> Vec<u8> {
+    scan_pdf_of(pages, |i| {
+        let jpeg = page_jpeg(i);
+        [
+            format!("<< /Type /XObject /Subtype /Image /Width 2550 /Height 3300 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n", jpeg.len()).into_bytes(),
+            jpeg,
+            b"\nendstream".to_vec(),
+        ]
+        .concat()
+    })
+}
+
+/// The same pages in black and white, CCITT Group 4, as office scanners write them.
+fn scan_pdf_g4(pages: u32) -> Vec<u8> {
+    scan_pdf_of(pages, |n| {
+        let (w, h) = (2550u32, 3300u32);
+        let mut encoder = fax::encoder::Encoder::new(fax::VecWriter::new());
+        for y in 0..h {
+            let row = (0..w).map(|x| {
+                let line = (y / 48) % 3 != 2 && y > 300 && y < 3000 && x > 250 && x < 2300;
+                if line && ((x / 7 + y / 5 + n) % 11 < 3) && (y % 48) < 28 {
+                    fax::Color::Black
+                } else {
+                    fax::Color::White
+                }
+            });
+            encoder.encode_line(row, w as u16).unwrap();
+        }
+        let g4 = encoder.finish().unwrap().finish();
+        [
+            format!("<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 1 /Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns {w} /Rows {h} >> /Length {} >>\nstream\n", g4.len()).into_bytes(),
+            g4,
+            b"\nendstream".to_vec(),
+        ]
+        .concat()
+    })
+}
+
+fn scan_pdf_of(pages: u32, image_object: impl Fn(u32) -> Vec<u8>) -> Vec<u8> {
     let mut objects: Vec<Vec<u8>> = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         format!(
@@ -53,15 +93,7 @@ fn scan_pdf(pages: u32) -> Vec<u8> {
         let draw = "q 612 0 0 792 0 0 cm /Im1 Do Q";
         objects
             .push(format!("<< /Length {} >>\nstream\n{draw}\nendstream", draw.len()).into_bytes());
-        let jpeg = page_jpeg(i);
-        objects.push(
-            [
-                format!("<< /Type /XObject /Subtype /Image /Width 2550 /Height 3300 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n", jpeg.len()).into_bytes(),
-                jpeg,
-                b"\nendstream".to_vec(),
-            ]
-            .concat(),
-        );
+        objects.push(image_object(i));
     }
     support::assemble_pdf(&objects)
 }
@@ -173,4 +205,46 @@ fn main() {
         "hybrid / pdftoppm: {:.2}× the CPU (target: at most 4×)",
         o / t
     );
+    println!();
+    println!("in process, file → page images at 896 px, medians of {runs}:");
+    take_out_or_draw("JPEG, grey", &pdf, pages, runs);
+    take_out_or_draw("CCITT G4, 1-bit", &scan_pdf_g4(pages), pages, runs);
+}
+
+/// CPU time of this process so far.
+fn cpu_now() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The scan's pages as model input both ways, in process: CPU per page, and the mean
+/// difference between the two results' pixels (0–255).
+fn take_out_or_draw(label: &str, pdf: &[u8], pages: u32, runs: usize) {
+    let (mut taken_ms, mut drawn_ms) = (Vec::new(), Vec::new());
+    let (mut taken, mut drawn) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let started = cpu_now();
+        taken = hybrid::extract::image_pages_by(pdf, true, hybrid::extract::Scanned::TakeOut)
+            .expect("a scan")
+            .expect("pages taken out");
+        taken_ms.push((cpu_now() - started).as_secs_f64() * 1000.0 / pages as f64);
+        let started = cpu_now();
+        drawn = hybrid::extract::image_pages_by(pdf, true, hybrid::extract::Scanned::Draw)
+            .expect("a scan")
+            .expect("pages drawn");
+        drawn_ms.push((cpu_now() - started).as_secs_f64() * 1000.0 / pages as f64);
+    }
+    let grey = |p: &hybrid::images::PageImage| image::load_from_memory(&p.png).unwrap().to_luma8();
+    let (a, b) = (grey(&taken[0]), grey(&drawn[0]));
+    // The two may round the scaled size differently by a pixel: compare what both cover.
+    let (w, h) = (a.width().min(b.width()), a.height().min(b.height()));
+    let sum: u64 = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| u64::from(a.get_pixel(x, y).0[0].abs_diff(b.get_pixel(x, y).0[0])))
+        .sum();
+    let difference = sum as f64 / (w * h) as f64;
+    let (t, d) = (median(taken_ms), median(drawn_ms));
+    println!("  {label}: image taken out (lopdf + image) {t:.1} ms CPU a page; page drawn (hayro) {d:.1} ms ({:.2}×); mean pixel difference {difference:.1} of 255", d / t);
 }

@@ -2,8 +2,9 @@
 //!
 //! A PDF becomes its text; an `.eml` becomes its text body, with the headers in `doc.meta`
 //! and its text and PDF attachments appended (each listed in `meta.attachments`). Anything
-//! that cannot be read — corrupt, encrypted, image-only — is an error with a reason, never a
-//! panic: the PDF library is run behind `catch_unwind`.
+//! that cannot be read — corrupt, encrypted, empty — is an error with a reason, never a
+//! panic: the PDF library is run behind `catch_unwind`. Scanned pages become page images
+//! ([`crate::render`]).
 //!
 //! A 90 KB PDF can expand to gigabytes. The `hybrid` binary therefore extracts each PDF in a
 //! child process of its own (`hybrid __extract-pdf`) under an address-space limit and a
@@ -263,10 +264,33 @@ fn pdf_content_here(bytes: &[u8]) -> Result<PdfContent, String> {
     Err(diagnose(bytes, problem))
 }
 
-/// The images of a PDF's scanned pages (an image and no text), one per page (the largest
-/// image on it). With `all`, every page must be one, or it is no scan (`None`); otherwise
-/// the scanned pages among text pages (`None` when there are none).
-fn image_pages(bytes: &[u8], all: bool) -> Option<Result<Vec<crate::images::PageImage>, String>> {
+/// The images of a PDF's scanned pages (no text on them), one per page: each page with
+/// something on it drawn by [`crate::render`] (any encoding, several strips, outlined text),
+/// or, where that fails, its one image taken out. Blank pages are left out. With `all`, every page must be such a page,
+/// or it is no scan (`None`); otherwise the scanned pages among text pages (`None` when
+/// there are none).
+pub fn image_pages(
+    bytes: &[u8],
+    all: bool,
+) -> Option<Result<Vec<crate::images::PageImage>, String>> {
+    image_pages_by(bytes, all, Scanned::Draw)
+}
+
+/// How [`image_pages_by`] turns a scanned page into an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanned {
+    /// Drawn, its one image taken out where it cannot be drawn (what documents get).
+    Draw,
+    /// Its one image taken out, never drawn (for `benches/scans.rs`, which compares the two).
+    TakeOut,
+}
+
+/// [`image_pages`], choosing how pages become images.
+pub fn image_pages_by(
+    bytes: &[u8],
+    all: bool,
+    how: Scanned,
+) -> Option<Result<Vec<crate::images::PageImage>, String>> {
     let found = std::panic::catch_unwind(|| {
         let mut doc = lopdf::Document::load_mem(bytes).ok()?;
         if doc.is_encrypted() && doc.decrypt("").is_err() {
@@ -274,35 +298,66 @@ fn image_pages(bytes: &[u8], all: bool) -> Option<Result<Vec<crate::images::Page
         }
         let pages = doc.get_pages();
         let limits = crate::images::limits();
+        let mut renderer: Option<Option<crate::render::Renderer>> = None;
         let mut out = Vec::new();
         for (number, page_id) in &pages {
-            let has_text = doc
+            let operators: Vec<String> = doc
                 .get_page_content(*page_id)
                 .ok()
                 .and_then(|c| lopdf::content::Content::decode(&c).ok())
-                .is_some_and(|c| {
-                    c.operations
-                        .iter()
-                        .any(|op| matches!(op.operator.as_str(), "Tj" | "TJ" | "'" | "\""))
-                });
-            let images = doc.get_page_images(*page_id).unwrap_or_default();
-            let largest = images.iter().max_by_key(|i| i.width * i.height);
-            let Some(largest) = largest.filter(|_| !has_text) else {
-                // A page with text, or with nothing on it: for a scan, that is no scan
-                // (the reason then says what was found).
+                .map(|c| c.operations.into_iter().map(|op| op.operator).collect())
+                .unwrap_or_default();
+            let has_text = operators
+                .iter()
+                .any(|op| matches!(op.as_str(), "Tj" | "TJ" | "'" | "\""));
+            if has_text {
                 if all {
                     return None;
                 }
                 continue;
-            };
+            }
+            let images = doc.get_page_images(*page_id).unwrap_or_default();
+            let draws = operators.iter().any(|op| {
+                matches!(
+                    op.as_str(),
+                    "f" | "F" | "f*" | "B" | "B*" | "b" | "b*" | "S" | "s" | "sh" | "Do" | "BI"
+                )
+            });
+            if images.is_empty() && !draws {
+                // Blank: nothing for a model to read.
+                continue;
+            }
             if out.len() == limits.max_pages {
                 return Some(Err(format!(
                     "the scanned PDF has more than {} pages\nhint: raise `max_pages` under [limits] in hybrid.toml",
                     limits.max_pages
                 )));
             }
-            let page = crate::images::pdf_image(&doc, largest, *number, limits)
-                .and_then(|img| crate::images::page(*number, img));
+            // Every image is checked against the limits before anything is decoded.
+            for image in &images {
+                let (w, h) = (image.width.max(0) as u32, image.height.max(0) as u32);
+                if let Err(e) = crate::images::too_big(w, h, limits, Some(*number as usize)) {
+                    return Some(Err(e));
+                }
+            }
+            // Drawn first: faster than taking the image out and decoding it ourselves, and
+            // it reads every encoding (`benches/scans.rs`). Taken out when it cannot be drawn.
+            let drawn = match how {
+                Scanned::Draw => renderer
+                    .get_or_insert_with(|| crate::render::Renderer::open(bytes))
+                    .as_ref()
+                    .map(|r| r.page(*number)),
+                Scanned::TakeOut => None,
+            };
+            let page = match (drawn, images.as_slice()) {
+                (Some(Ok(page)), _) => Ok(page),
+                (_, [one]) => crate::images::pdf_image(&doc, one, *number, limits)
+                    .and_then(|img| crate::images::page(*number, img)),
+                (Some(Err(e)), _) => Err(e),
+                (None, _) => Err(format!(
+                    "page {number} of the PDF is not one image and cannot be drawn"
+                )),
+            };
             match page {
                 Ok(p) => out.push(p),
                 Err(e) => return Some(Err(e)),

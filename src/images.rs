@@ -100,7 +100,12 @@ pub fn read(bytes: &[u8], kind: &str, limits: Limits) -> Result<Vec<PageImage>, 
         .collect()
 }
 
-fn too_big(width: u32, height: u32, limits: Limits, page: Option<usize>) -> Result<(), String> {
+pub(crate) fn too_big(
+    width: u32,
+    height: u32,
+    limits: Limits,
+    page: Option<usize>,
+) -> Result<(), String> {
     let pixels = width as u64 * height as u64;
     if pixels > limits.max_image_pixels {
         let at = page.map(|p| format!("page {p} is ")).unwrap_or_default();

@@ -13,6 +13,7 @@
 //! | turn files, directories and JSONL into documents   | [`documents`]             |
 //! | read PDFs and e-mails (with attachments)           | [`extract`]               |
 //! | read scans and photos as page images               | [`images`]                |
+//! | draw scanned PDF pages that are not one plain image | [`render`]               |
 //! | compile a script + imports + schemas as one version | [`bundle`]               |
 //! | show an error's line of script with a caret        | [`snippet`]               |
 //! | the Rhai engine and `local` / `cloud` / `validate` | [`host`]                  |
@@ -58,6 +59,7 @@ pub mod pipeline;
 pub mod probation;
 pub mod progress;
 pub mod record;
+pub mod render;
 pub mod report;
 pub mod runner;
 pub mod schemas;

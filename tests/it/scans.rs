@@ -113,6 +113,7 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
         (300.into(), 400.into())
     );
 
+    // A scanned PDF page is drawn at the size models take (US Letter: 692 × 896).
     let pdf = record("in/scan.pdf");
     assert_eq!(pdf["result"]["pages"], 1, "{pdf}");
     assert_eq!(
@@ -120,7 +121,7 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
             pdf["result"]["width"].clone(),
             pdf["result"]["height"].clone()
         ),
-        (2.into(), 2.into())
+        (692.into(), 896.into())
     );
     let mixed = record("in/mixed.pdf");
     assert_eq!(mixed["result"]["pages"], 1, "{mixed}");
@@ -133,7 +134,7 @@ fn scans_and_photos_become_page_images_that_reach_local_and_never_the_cloud() {
             mixed["result"]["width"].clone(),
             mixed["result"]["height"].clone()
         ),
-        (4.into(), 2.into())
+        (692.into(), 896.into())
     );
     assert!(
         mixed["result"]["text"]
