@@ -10,7 +10,8 @@
 //! machine), over a run of N documents minus a run of one (start-up left out); wall time and
 //! peak memory (the process's own high-water mark) are for the N-document run. Medians of
 //! `BENCH_RUNS` (default 3) runs. `BENCH_ONLY=guard` times only the guard in process;
-//! `BENCH_ONLY=hybrid` runs only the hybrid processes (for `perf record`).
+//! `BENCH_ONLY=hybrid` runs only the hybrid processes; `BENCH_ONLY=serve` writes
+//! documents, prints their folders and the server's URL and waits (to `perf record` a host).
 
 #[path = "../tests/it/openai_stub.rs"]
 mod openai_stub;
@@ -216,7 +217,7 @@ fn guard_per_document(root: &Path) {
 fn main() {
     let root_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only != "hybrid" {
+    if only != "hybrid" && only != "serve" {
         guard_per_document(&root_dir);
     }
     if only == "guard" {
@@ -230,6 +231,19 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let server = StubServer::conforming(Duration::ZERO);
     let url = server.url();
+    if only == "serve" {
+        // For profiling the host alone: the server runs here, `hybrid` under `perf` elsewhere.
+        for (bytes, docs) in [(1_500, 2_000), (100_000, 500)] {
+            let dir = work.path().join(format!("docs-{bytes}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..docs {
+                std::fs::write(dir.join(format!("c{i:04}.txt")), contract(i, bytes)).unwrap();
+            }
+            println!("{}", dir.display());
+        }
+        println!("{url}");
+        std::thread::sleep(Duration::from_secs(3600));
+    }
     let python = only != "hybrid" && python_ready();
     if !python && only != "hybrid" {
         println!("(python3 with `openai` and `jsonschema` not found: `pip install openai jsonschema` for the comparison)");
