@@ -25,18 +25,41 @@ pub fn register(engine: &mut Engine) {
 /// when there is one, with `…` when cut. Linear in `max_chars`.
 pub fn excerpt(s: &ImmutableString, max_chars: i64) -> ImmutableString {
     let max = usize::try_from(max_chars).unwrap_or(0);
-    let Some((end, _)) = s.char_indices().nth(max) else {
+    let Some(end) = char_offset(s, max) else {
         return s.clone();
     };
     let mut cut = &s[..end];
-    let half = cut
-        .char_indices()
-        .nth(max / 2)
-        .map_or(cut.len(), |(i, _)| i);
+    let half = char_offset(cut, max / 2).unwrap_or(cut.len());
     if let Some(space) = cut[half..].rfind(' ').map(|i| half + i).filter(|&i| i > 0) {
         cut = &cut[..space];
     }
     format!("{cut}…").into()
+}
+
+/// Where the `n`th character (0-based) of `s` starts, or `None` when `s` has `n` characters
+/// or fewer. Counts character starts 64 bytes at a time (a loop the compiler vectorises),
+/// then byte by byte in the last block: a 100 KB contract costs microseconds.
+fn char_offset(s: &str, n: usize) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let starts = |block: &[u8]| block.iter().filter(|&&b| (b as i8) >= -0x40).count();
+    let (mut seen, mut at) = (0, 0);
+    for block in bytes.chunks(64) {
+        let here = starts(block);
+        if seen + here > n {
+            break;
+        }
+        seen += here;
+        at += block.len();
+    }
+    for (i, &b) in bytes[at..].iter().enumerate() {
+        if (b as i8) >= -0x40 {
+            if seen == n {
+                return Some(at + i);
+            }
+            seen += 1;
+        }
+    }
+    None
 }
 
 /// Whitespace-separated words.
@@ -59,5 +82,15 @@ mod tests {
         let accents: ImmutableString = "información técnica reservada".into();
         assert_eq!(excerpt(&accents, 20).as_str(), "información técnica…");
         assert_eq!(word_count("  uno\tdos\n tres "), 3);
+        // Past the first 64-byte block, with characters of every width on the way.
+        let long: String = "añ€😀b".repeat(40);
+        for n in [0, 3, 63, 64, 65, 150, 199] {
+            assert_eq!(
+                char_offset(&long, n),
+                long.char_indices().nth(n).map(|(i, _)| i),
+                "{n}"
+            );
+        }
+        assert_eq!(char_offset(&long, 200), None);
     }
 }
