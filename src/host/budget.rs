@@ -8,18 +8,16 @@
 //! script the moment its thread holds more than `max_document_memory`. Rhai's own data-size
 //! limits walk a whole array on every `push` (quadratic); these checks cost O(1) per operation.
 
-use std::alloc::{GlobalAlloc, Layout};
-
-use mimalloc::MiMalloc as System;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 
 use rhai::{Dynamic, Map};
 
 use crate::config::Limits;
 
-/// The process allocator: mimalloc (a document's life is many short allocations on several
-/// threads, where glibc's malloc took an eighth of the host's CPU), counting what each thread
-/// holds.
+/// The process allocator: the system's, counting what each thread holds. (mimalloc was tried:
+/// 10% less CPU per document at `--jobs 1`, but at `--jobs 16` more CPU and four times the
+/// peak memory, `benches/long.rs`.)
 pub struct CountingAllocator;
 
 thread_local! {
