@@ -10,6 +10,7 @@
 //! machine), over a run of N documents minus a run of one (start-up left out); wall time and
 //! peak memory (the process's own high-water mark) are for the N-document run. Medians of
 //! `BENCH_RUNS` (default 3) runs. `BENCH_ONLY=guard` times only the guard in process;
+//! `BENCH_SIZE=1500` (or 17000, 100000) times the guard on one size only;
 //! `BENCH_ONLY=hybrid` runs only the hybrid processes; `BENCH_ONLY=serve` writes
 //! documents, prints their folders and the server's URL and waits (to `perf record` a host).
 
@@ -169,7 +170,11 @@ fn guard_per_document(root: &Path) {
         "jurisdiction": "Colombia", "risk_flags": ["auto_renewal"], "escalate_to_cloud": false, "confidence_score": 0.6});
     println!();
     println!("egress guard per document (index + one escalation through both passes), in process, median of 5 x 200");
+    let only_size = std::env::var("BENCH_SIZE").ok();
     for (label, bytes) in [("1.5 KB", 1_500), ("17 KB", 17_000), ("100 KB", 100_000)] {
+        if only_size.as_ref().is_some_and(|s| *s != bytes.to_string()) {
+            continue;
+        }
         let docs: Vec<hybrid::documents::Document> = (0..200)
             .map(|i| hybrid::documents::Document {
                 id: format!("c{i}"),
