@@ -326,12 +326,14 @@ fn decode_text(bytes: &[u8]) -> Result<String, String> {
     if bytes.iter().take(8192).any(|&b| b == 0) {
         return Err("binary content (NUL bytes), not a text document".into());
     }
-    String::from_utf8(bytes.to_vec()).map_err(|e| {
-        format!(
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        // Only the slow check says where.
+        Err(_) => Err(format!(
             "not valid UTF-8 text (invalid byte at offset {}); convert it to UTF-8",
-            e.utf8_error().valid_up_to()
-        )
-    })
+            std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), str::len)
+        )),
+    }
 }
 
 /// Reads one line into `buf` (without its `\n`), keeping at most `max` bytes of it: returns

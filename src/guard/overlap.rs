@@ -724,6 +724,43 @@ mod tests {
             assert_eq!(backwards, reference(&text), "U+{cp:04X} {c}");
         }
         assert_eq!(ids("INFORMACIÓN técnica"), ids("informacion tecnica"));
+        // And in any mix, at any word length.
+        let pieces = [
+            "a",
+            "Bc",
+            "defghij",
+            "KLMNOPQRS",
+            "0",
+            "1",
+            "m",
+            "M",
+            "ñ",
+            "é",
+            " ",
+            ", ",
+            "-",
+            "x2y",
+            "Ｆ",
+            "\u{200B}",
+            "ümlaut",
+            "abcdefgh",
+            "ABCDEFGHIJKLMNOPQRSTU",
+            "9",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..next() % 17 {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            assert_eq!(ids(&text), reference(&text), "{text:?}");
+        }
     }
 
     #[test]
