@@ -15,8 +15,6 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 /// The long side a page is scaled down to.
 pub const MAX_SIDE: u32 = 896;
 
@@ -320,10 +318,7 @@ pub(crate) fn from_png(number: u32, png: Vec<u8>) -> Result<PageImage, String> {
             "a page image is {width}×{height}, larger than pages are kept"
         ));
     }
-    let sha256 = Sha256::digest(&png)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = crate::schemas::hash_hex(&png);
     Ok(PageImage {
         page: number,
         width,
@@ -347,10 +342,7 @@ pub(crate) fn page(number: u32, img: image::DynamicImage) -> Result<PageImage, S
     let mut png = Vec::new();
     img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| format!("cannot re-encode page {number}: {e}"))?;
-    let sha256 = Sha256::digest(&png)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = crate::schemas::hash_hex(&png);
     Ok(PageImage {
         page: number,
         width: img.width(),
