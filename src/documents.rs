@@ -231,22 +231,14 @@ pub fn from_bytes(
     bytes: &[u8],
 ) -> Result<Document, String> {
     let kind = extension(Path::new(&name));
-    if crate::images::KINDS.contains(&kind.as_str()) {
-        let images = crate::images::read(bytes, &kind, crate::images::limits())?;
-        let mut meta = Map::new();
-        meta.insert("pages".into(), Value::from(images.len()));
-        return Ok(Document {
-            id,
-            path,
-            name,
-            text: String::new(),
-            kind,
-            meta,
-            unread: None,
-            images,
-        });
-    }
     let (text, meta, images) = match kind.as_str() {
+        // A scan or a photo: its pages are the document's images.
+        image if crate::images::KINDS.contains(&image) => {
+            let images = crate::images::read(bytes, image, crate::images::limits())?;
+            let mut meta = Map::new();
+            meta.insert("pages".into(), Value::from(images.len()));
+            (String::new(), meta, images)
+        }
         "pdf" => match crate::extract::pdf_content(bytes)? {
             crate::extract::PdfContent::Text(text) => (text, Map::new(), Vec::new()),
             // A scan: its pages are the document's images.

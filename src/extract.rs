@@ -266,9 +266,9 @@ fn pdf_content_here(bytes: &[u8]) -> Result<PdfContent, String> {
 
 /// The images of a PDF's scanned pages (no text on them), one per page: each page with
 /// something on it drawn by [`crate::render`] (any encoding, several strips, outlined text),
-/// or, where that fails, its one image taken out. Blank pages are left out. With `all`, every page must be such a page,
-/// or it is no scan (`None`); otherwise the scanned pages among text pages (`None` when
-/// there are none).
+/// or, where that fails, its one image taken out. Blank pages are left out. With `all`,
+/// every page must be such a page, or it is no scan (`None`); otherwise the scanned pages
+/// among text pages (`None` when there are none).
 pub fn image_pages(
     bytes: &[u8],
     all: bool,

@@ -45,7 +45,7 @@ pub fn word_ids(text: &str, out: &mut Vec<u64>) {
             i += 1;
         } else {
             let c = text[i..].chars().next().expect("a char starts here");
-            fold_non_ascii(c, &mut word, out);
+            fold_non_ascii(c, &mut Hashing(&mut word, out));
             i += c.len_utf8();
         }
     }
@@ -56,10 +56,11 @@ pub fn word_ids(text: &str, out: &mut Vec<u64>) {
 pub fn fold_chars(chars: impl Iterator<Item = char>, out: &mut Vec<u64>) {
     let mut word = WordHash::new();
     for c in chars {
+        let mut sink = Hashing(&mut word, out);
         if c.is_ascii() {
-            fold_ascii(c, &mut Hashing(&mut word, out));
+            fold_ascii(c, &mut sink);
         } else {
-            fold_non_ascii(c, &mut word, out);
+            fold_non_ascii(c, &mut sink);
         }
     }
     word.end(out);
@@ -122,18 +123,18 @@ static LATIN: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
 
 /// A character outside ASCII: from [`LATIN`] when it is there, else folded.
 #[inline]
-fn fold_non_ascii(c: char, word: &mut WordHash, out: &mut Vec<u64>) {
+fn fold_non_ascii(c: char, sink: &mut impl Sink) {
     let cp = c as u32;
     if cp < LATIN_END {
         for &b in LATIN[(cp - 0x80) as usize].iter() {
             if b == 0 {
-                word.end(out);
+                sink.end();
             } else {
-                word.push_byte(b);
+                sink.byte(b);
             }
         }
     } else {
-        fold_other(c, &mut Hashing(word, out));
+        fold_other(c, sink);
     }
 }
 
