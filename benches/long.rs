@@ -248,6 +248,7 @@ fn main() {
         }
         println!("{url}");
         std::thread::sleep(Duration::from_secs(3600));
+        return;
     }
     let python = only != "hybrid" && python_ready();
     if !python && only != "hybrid" {
