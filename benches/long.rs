@@ -219,13 +219,43 @@ fn guard_per_document(root: &Path) {
     }
 }
 
+/// The document index alone: folding into word ids, then the whole index, per 100 KB.
+fn index_per_document() {
+    use hybrid::guard::overlap::{word_ids, SourceIndex};
+    let docs: Vec<String> = (0..100).map(|i| contract(i, 100_000)).collect();
+    let bytes: usize = docs.iter().map(|d| d.len()).sum();
+    let (mut fold, mut index) = (Vec::new(), Vec::new());
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        for doc in &docs {
+            ids.clear();
+            word_ids(doc, &mut ids);
+        }
+        fold.push(started.elapsed().as_secs_f64() * 1e9 / bytes as f64);
+        let started = Instant::now();
+        for doc in &docs {
+            std::hint::black_box(SourceIndex::of_parts(&[doc]));
+        }
+        index.push(started.elapsed().as_secs_f64() * 1e9 / bytes as f64);
+    }
+    println!(
+        "document index, 100 KB contracts: fold {:.2} ns/byte, whole index {:.2} ns/byte (medians of 7)",
+        median(fold),
+        median(index)
+    );
+}
+
 fn main() {
     let root_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only != "hybrid" && only != "serve" {
-        guard_per_document(&root_dir);
+        index_per_document();
+        if only != "index" {
+            guard_per_document(&root_dir);
+        }
     }
-    if only == "guard" {
+    if only == "guard" || only == "index" {
         return;
     }
     let runs: usize = std::env::var("BENCH_RUNS")
