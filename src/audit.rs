@@ -11,10 +11,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open the audit log `{path}`: {source}\nhint: pass --audit FILE with a writable path (or set `path` under [audit])")]
@@ -58,8 +57,10 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub images: Vec<String>,
     /// The payload as sent (or as it would have been), unless the policy keeps only the hash.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
+    /// Its JSON text, written into the line as it is, last (serialising a parsed copy of
+    /// every body again was a tenth of a cloud call's cost).
+    #[serde(skip)]
+    pub payload: Option<Arc<[u8]>>,
     /// SHA-256 of the payload's JSON text.
     pub payload_sha256: String,
     pub bytes: usize,
@@ -124,14 +125,22 @@ impl AuditLog {
         if !self.keep_payload {
             entry.payload = None;
         }
-        let mut line = match serde_json::to_string(&entry) {
+        let mut line = match serde_json::to_vec(&entry) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("cannot encode an audit entry: {e}");
                 return Err(format!("cannot encode an audit entry: {e}"));
             }
         };
-        line.push('\n');
+        if let Some(payload) = &entry.payload {
+            // Compact JSON from serde_json (no newline in it): `{...}` becomes
+            // `{...,"payload":<body>}`.
+            line.pop();
+            line.extend_from_slice(b",\"payload\":");
+            line.extend_from_slice(payload);
+            line.push(b'}');
+        }
+        line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if file.is_none() {
             match OpenOptions::new()
@@ -150,12 +159,10 @@ impl AuditLog {
             }
         }
         let f = file.as_mut().expect("opened above");
-        f.write_all(line.as_bytes())
-            .and_then(|_| f.flush())
-            .map_err(|e| {
-                tracing::error!(path = %self.path.display(), "cannot write the audit log: {e}");
-                format!("cannot write the audit log `{}`: {e}", self.path.display())
-            })
+        f.write_all(&line).and_then(|_| f.flush()).map_err(|e| {
+            tracing::error!(path = %self.path.display(), "cannot write the audit log: {e}");
+            format!("cannot write the audit log `{}`: {e}", self.path.display())
+        })
     }
 }
 
@@ -164,25 +171,30 @@ impl AuditLog {
 pub struct Egress {
     log: Option<std::sync::Arc<AuditLog>>,
     template: Entry,
-    payload: Value,
+    /// The body as the log shows it (page images as their hashes).
+    payload: Arc<[u8]>,
+    /// The body as it leaves.
+    body: Arc<[u8]>,
     attempts: std::sync::atomic::AtomicU32,
 }
 
 impl Egress {
-    /// `body` is what will be sent, byte for byte; `template` names the document, rules
+    /// `body` is what will be sent, byte for byte; `payload` the same body as the log keeps
+    /// it (the same bytes unless pages are attached); `template` names the document, rules
     /// version, model and endpoint.
     pub fn new(
         log: Option<std::sync::Arc<AuditLog>>,
         mut template: Entry,
-        payload: Value,
-        body: &[u8],
+        payload: Arc<[u8]>,
+        body: Arc<[u8]>,
     ) -> Egress {
-        template.payload_sha256 = crate::schemas::hash_hex(body);
+        template.payload_sha256 = crate::schemas::hash_hex(&body);
         template.bytes = body.len();
         Egress {
             log,
             template,
             payload,
+            body,
             attempts: std::sync::atomic::AtomicU32::new(0),
         }
     }
@@ -205,14 +217,13 @@ impl Egress {
         entry.time = now();
         entry.outcome = Outcome::Attempt;
         entry.attempt = Some(n);
-        let sha = crate::schemas::hash_hex(sent);
-        if sha == self.template.payload_sha256 {
+        if sent == &*self.body {
             // The body once, with the first attempt; retries carry its hash.
             entry.payload = (n == 1).then(|| self.payload.clone());
         } else {
-            entry.payload_sha256 = sha;
+            entry.payload_sha256 = crate::schemas::hash_hex(sent);
             entry.bytes = sent.len();
-            entry.payload = serde_json::from_slice(sent).ok();
+            entry.payload = Some(sent.into());
         }
         log.write(entry)
     }

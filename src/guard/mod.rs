@@ -9,10 +9,12 @@ pub mod detectors;
 pub mod overlap;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::models::openai::{ResponseFormat, WireBody};
 use detectors::Kind;
 
 /// What a rule does when it fires.
@@ -176,6 +178,8 @@ pub struct Guard {
     /// Strings already scanned and found clean (system prompts and schemas come back on every
     /// call), by a keyed hash of their text.
     clean: std::sync::Arc<CleanTexts>,
+    /// Schemas' `response_format`s already walked.
+    formats: std::sync::Arc<FormatScans>,
 }
 
 /// A bounded set of texts with no findings. The hash is keyed per process, so nobody can
@@ -244,6 +248,7 @@ impl Guard {
             active,
             images: config.images,
             clean: Default::default(),
+            formats: Default::default(),
         })
     }
 
@@ -294,15 +299,77 @@ impl Guard {
         prompt_len: Option<usize>,
         window: Option<&mut overlap::Window>,
     ) -> Result<Vec<Redaction>, Blocked> {
-        let mut scan = BodyScan {
-            guard: self,
-            redactions: Vec::new(),
-            joined: Vec::new(),
-            fields: Vec::new(),
-            extra: Vec::new(),
-            words: window.is_some() && self.checks_overlap(),
-        };
+        let mut scan = BodyScan::new(self, window.is_some() && self.checks_overlap());
         scan.body(body, prompt_len)?;
+        self.verdict(scan, window)
+    }
+
+    /// [`Guard::check_body`] of a body whose schema part is kept apart: the walk over the
+    /// schema's `response_format` is done once per schema and its words reused, unless it
+    /// has something to redact (then the body is made whole and walked whole, each time).
+    pub fn check_wire(
+        &self,
+        wire: &mut WireBody,
+        prompt_len: Option<usize>,
+        window: Option<&mut overlap::Window>,
+    ) -> Result<Vec<Redaction>, Blocked> {
+        let kept = match &wire.format {
+            Some(format) => match self.format_scan(format) {
+                Some(kept) => Some(kept),
+                None => {
+                    wire.head = wire.to_value();
+                    wire.format = None;
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut scan = BodyScan::new(self, window.is_some() && self.checks_overlap());
+        scan.body(&mut wire.head, prompt_len)?;
+        if let Some(kept) = kept.filter(|_| scan.words) {
+            let start = scan.joined.len();
+            scan.joined.extend_from_slice(&kept.joined);
+            scan.fields
+                .extend(kept.fields.iter().map(|(at, f)| (start + at, f.clone())));
+            scan.extra.extend(kept.extra.iter().cloned());
+        }
+        self.verdict(scan, window)
+    }
+
+    /// The walk over a schema's `response_format`, made at its first use; `None` when it
+    /// redacts or blocks something.
+    fn format_scan(&self, format: &Arc<ResponseFormat>) -> Option<Arc<FormatScan>> {
+        let mut kept = self.formats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, scan)) = kept.iter().rev().find(|(f, _)| Arc::ptr_eq(f, format)) {
+            return scan.clone();
+        }
+        let mut scan = BodyScan::new(self, true);
+        let mut body = Value::Object(
+            [("response_format".to_owned(), format.value.clone())]
+                .into_iter()
+                .collect(),
+        );
+        let walked = scan.body(&mut body, None);
+        let made = (walked.is_ok() && scan.redactions.is_empty()).then(|| {
+            Arc::new(FormatScan {
+                joined: scan.joined,
+                fields: scan.fields,
+                extra: scan.extra,
+            })
+        });
+        if kept.len() >= FORMATS_KEPT {
+            kept.remove(0);
+        }
+        kept.push((format.clone(), made.clone()));
+        made
+    }
+
+    /// The overlap rule over a walked body, then its redactions.
+    fn verdict(
+        &self,
+        scan: BodyScan<'_>,
+        window: Option<&mut overlap::Window>,
+    ) -> Result<Vec<Redaction>, Blocked> {
         if let Some(window) = window.filter(|_| self.checks_overlap()) {
             let readings: Vec<&[u64]> = scan.extra.iter().map(|(_, r)| r.as_slice()).collect();
             let (verdict, stretches) = window.check(&scan.joined, &readings);
@@ -442,6 +509,19 @@ fn pointer_token(key: &str) -> String {
 }
 
 /// One walk over a request body: detectors on every string, and the words of all of them.
+/// What walking a schema's `response_format` gave, for [`Guard::check_wire`] to reuse.
+#[derive(Debug)]
+struct FormatScan {
+    joined: Vec<u64>,
+    fields: Vec<(usize, String)>,
+    extra: Vec<(String, Vec<u64>)>,
+}
+
+/// Schemas' walks kept per guard (see [`Guard::format_scan`]).
+const FORMATS_KEPT: usize = 64;
+
+type FormatScans = std::sync::Mutex<Vec<(Arc<ResponseFormat>, Option<Arc<FormatScan>>)>>;
+
 struct BodyScan<'g> {
     guard: &'g Guard,
     redactions: Vec<Redaction>,
@@ -456,7 +536,18 @@ struct BodyScan<'g> {
     words: bool,
 }
 
-impl BodyScan<'_> {
+impl<'g> BodyScan<'g> {
+    fn new(guard: &'g Guard, words: bool) -> Self {
+        BodyScan {
+            guard,
+            redactions: Vec::new(),
+            joined: Vec::new(),
+            fields: Vec::new(),
+            extra: Vec::new(),
+            words,
+        }
+    }
+
     fn body(&mut self, body: &mut Value, prompt_len: Option<usize>) -> Result<(), Blocked> {
         let Value::Object(map) = body else {
             return self.value("body".into(), body);
@@ -698,6 +789,47 @@ mod tests {
             )
             .unwrap_err();
             assert!(blocked.field.starts_with("schema"), "{blocked:?}");
+        }
+    }
+
+    /// `check_wire` (the schema walked once, then reused) finds what `check_body` finds over
+    /// the whole body, the first time and every time after, and sends the same bytes.
+    #[test]
+    fn a_kept_schema_walk_decides_as_the_whole_walk_does() {
+        use crate::models::{openai, ModelRequest, RequestSchema};
+        let guard = guard();
+        let schemas = [
+            json!({"type": "object", "properties": {"risk": {"type": "string", "description": "overall risk"}}}),
+            json!({"type": "object", "properties": {"a": {"type": "string", "description": CONTRACT}}}),
+            json!({"type": "string", "enum": ["4111 1111 1111 1111"]}),
+            json!({"type": "string", "description": "write to ana.perez@example.com"}),
+            json!({"type": "string", "description": "facturación electrónica del contratante durante"}),
+        ];
+        for schema in schemas {
+            let request = ModelRequest {
+                system: Some("You are a lawyer.".into()),
+                prompt: "servicios de soporte técnico de primer y segundo nivel para los".into(),
+                schema: Some(RequestSchema {
+                    name: "x".into(),
+                    json: Arc::new(schema.clone()),
+                    not_strict: None,
+                }),
+                ..Default::default()
+            };
+            let whole = {
+                let mut body = openai::chat_body("gpt-5.4", &request, true);
+                let mut window = overlap::Window::new(CONTRACT);
+                let verdict = guard.check_body(&mut body, None, Some(&mut window));
+                (verdict.map_err(|b| (b.rule, b.field)), body)
+            };
+            for time in ["first", "again"] {
+                let mut wire = openai::wire_body("gpt-5.4", &request, true);
+                let mut window = overlap::Window::new(CONTRACT);
+                let verdict = guard.check_wire(&mut wire, None, Some(&mut window));
+                let body: Value = serde_json::from_slice(&wire.to_bytes()).unwrap();
+                let kept = (verdict.map_err(|b| (b.rule, b.field)), body);
+                assert_eq!(kept, whole, "{time}: {schema}");
+            }
         }
     }
 

@@ -192,7 +192,7 @@ fn prepare(
                 tracing::warn!(doc = %doc.document.id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
                 crate::console::metrics::global().blocked(&blocked.rule);
                 // What was stopped is exactly what must not be written down: hash only.
-                let egress = doc.egress(backend.model(), Value::Null, &body);
+                let egress = doc.egress(backend.model(), Arc::from([]), body.into());
                 let images: Vec<String> = request.images.iter().map(|i| i.sha256.clone()).collect();
                 egress.outcome(Outcome::Blocked, false, |e| {
                     e.rule = Some(blocked.rule.clone());
@@ -355,8 +355,7 @@ fn guard_cloud(
                 hashes.join(", ")
             ),
         };
-        let body = serde_json::to_vec(&backend.wire_body(request)).unwrap_or_default();
-        return Err((blocked, body));
+        return Err((blocked, backend.wire_body(request).to_bytes()));
     }
     // Allowed images are not text for the detectors to read: the guard checks the request
     // without them, and they are added to the checked body after.
@@ -365,8 +364,7 @@ fn guard_cloud(
         Ok(r) => r,
         Err(blocked) => {
             fill(request, parts);
-            let body = serde_json::to_vec(&backend.wire_body(request)).unwrap_or_default();
-            return Err((blocked, body));
+            return Err((blocked, backend.wire_body(request).to_bytes()));
         }
     };
     fill(request, parts);
@@ -377,20 +375,20 @@ fn guard_cloud(
         if guard.checks_overlap() && window.is_none() {
             *window = Some(crate::guard::window_of(&doc.document));
         }
-        guard.check_body(&mut body, prompt_len, window.as_mut())
+        guard.check_wire(&mut body, prompt_len, window.as_mut())
     };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let bytes: Arc<[u8]> = body.to_bytes().into();
     match checked {
         Ok(r) => redactions.extend(r),
-        Err(blocked) => return Err((blocked, bytes)),
+        Err(blocked) => return Err((blocked, bytes.to_vec())),
     }
     // With images: the audit keeps each as `sha256:…`, the wire carries the pages.
-    let (body, bytes, sent) = if images.is_empty() {
-        (body, bytes, None)
+    let (audited, sent) = if images.is_empty() {
+        (bytes.clone(), body)
     } else {
         let with = |url: &dyn Fn(&crate::images::PageImage) -> String| {
             let mut b = body.clone();
-            if let Some(user) = b["messages"]
+            if let Some(user) = b.head["messages"]
                 .as_array_mut()
                 .and_then(|m| m.iter_mut().rev().find(|m| m["role"] == "user"))
             {
@@ -406,26 +404,25 @@ fn guard_cloud(
             b
         };
         let audited = with(&|i| format!("sha256:{}", i.sha256));
-        let sent = with(&|i| i.data_url());
-        (
-            audited,
-            serde_json::to_vec(&sent).unwrap_or_default(),
-            Some(sent),
-        )
+        (Arc::from(audited.to_bytes()), with(&|i| i.data_url()))
+    };
+    let bytes: Arc<[u8]> = if images.is_empty() {
+        bytes
+    } else {
+        sent.to_bytes().into()
     };
     request.images = images;
     // A flex request's twin asking for the default tier, for `[cloud] flex_fallback`: the
     // same checked body but for that one host-chosen field.
-    let sent = sent.as_ref().unwrap_or(&body);
-    let fallback = (sent["service_tier"] == "flex").then(|| {
+    let fallback = (sent.head["service_tier"] == "flex").then(|| {
         let mut default = sent.clone();
-        default["service_tier"] = Value::from("default");
-        Arc::<[u8]>::from(serde_json::to_vec(&default).unwrap_or_default())
+        default.head["service_tier"] = Value::from("default");
+        Arc::<[u8]>::from(default.to_bytes())
     });
-    let egress = Arc::new(doc.egress(backend.model(), body, &bytes));
+    let egress = Arc::new(doc.egress(backend.model(), audited, bytes.clone()));
     let hook = egress.clone();
     request.wire = Some(Wire {
-        bytes: bytes.into(),
+        bytes,
         fallback,
         before_attempt: Arc::new(move |n, sent| hook.before_attempt(n, sent)),
     });
@@ -727,7 +724,7 @@ impl DocContext {
         format!("hybrid-{hex}")
     }
 
-    fn egress(&self, model: &str, payload: Value, body: &[u8]) -> Egress {
+    fn egress(&self, model: &str, payload: Arc<[u8]>, body: Arc<[u8]>) -> Egress {
         let template = audit::Entry {
             time: String::new(),
             document: self.document.id.clone(),

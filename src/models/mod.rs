@@ -184,8 +184,8 @@ pub trait Backend: Send + Sync {
     fn model(&self) -> &str;
     /// The request body as this back end would send it, for the egress guard and the audit
     /// log to see whole before anything leaves.
-    fn wire_body(&self, req: &ModelRequest) -> serde_json::Value {
-        openai::chat_body(
+    fn wire_body(&self, req: &ModelRequest) -> openai::WireBody {
+        openai::wire_body(
             self.model(),
             req,
             req.schema.as_ref().is_some_and(|s| s.not_strict.is_none()),

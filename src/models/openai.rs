@@ -33,6 +33,7 @@ pub struct OpenAiBackend {
     limiter: super::limiter::Limiter,
     /// Schemas already reported as not strict-compatible (warn once each).
     warned: Mutex<HashSet<String>>,
+    url: OnceLock<Result<reqwest::Url, String>>,
 }
 
 thread_local! {
@@ -54,6 +55,7 @@ impl OpenAiBackend {
             cfg,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             warned: Mutex::new(HashSet::new()),
+            url: OnceLock::new(),
         })
     }
 
@@ -74,15 +76,22 @@ impl OpenAiBackend {
         Ok(made)
     }
 
-    fn endpoint(&self) -> String {
-        format!(
-            "{}/chat/completions",
-            self.cfg.base_url.trim_end_matches('/')
-        )
+    /// The Chat Completions URL, parsed once (a URL given as text is parsed on every request).
+    fn endpoint(&self) -> Result<reqwest::Url, ModelError> {
+        self.url
+            .get_or_init(|| {
+                let url = format!(
+                    "{}/chat/completions",
+                    self.cfg.base_url.trim_end_matches('/')
+                );
+                reqwest::Url::parse(&url).map_err(|e| format!("`{url}` is not a URL: {e}"))
+            })
+            .clone()
+            .map_err(|why| ModelError::new(ErrorKind::NotConfigured, why))
     }
 
     /// The body, with a warning (once per schema) when a schema cannot go in strict mode.
-    fn body(&self, req: &ModelRequest) -> Value {
+    fn body(&self, req: &ModelRequest) -> WireBody {
         let strict = match req
             .schema
             .as_ref()
@@ -100,9 +109,9 @@ impl OpenAiBackend {
                 false
             }
         };
-        let mut body = chat_body(&self.cfg.model, req, strict);
+        let mut body = wire_body(&self.cfg.model, req, strict);
         if let Some(tier) = &self.cfg.service_tier {
-            body["service_tier"] = json!(tier);
+            body.head["service_tier"] = json!(tier);
         }
         body
     }
@@ -120,8 +129,12 @@ impl OpenAiBackend {
             Ok(http) => http,
             Err(err) => return Attempt::failed(err, false, None),
         };
+        let endpoint = match self.endpoint() {
+            Ok(url) => url,
+            Err(err) => return Attempt::failed(err, false, None),
+        };
         let mut request = http
-            .post(self.endpoint())
+            .post(endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
         if let Some(key) = self.cfg.api_key.expose() {
@@ -278,6 +291,12 @@ impl OpenAiBackend {
 /// A Chat Completions request body: system message, user message, limits, and the schema as
 /// structured output.
 pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
+    wire_body(model, req, strict).to_value()
+}
+
+/// [`chat_body`] as it is built for sending: the `response_format` comes from
+/// [`response_format`], made once per schema.
+pub fn wire_body(model: &str, req: &ModelRequest, strict: bool) -> WireBody {
     let mut messages = Vec::new();
     if let Some(system) = &req.system {
         messages.push(json!({"role": "system", "content": system}));
@@ -305,22 +324,97 @@ pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
     if let Some(key) = &req.cache_key {
         body["prompt_cache_key"] = json!(key);
     }
-    if let Some(schema) = &req.schema {
-        // `$schema` is not in Structured Outputs' supported subset: the dialect stays ours.
-        let mut sent = (*schema.json).clone();
-        if let Some(map) = sent.as_object_mut() {
-            map.remove("$schema");
-        }
-        body["response_format"] = json!({
-            "type": "json_schema",
-            "json_schema": {
-                "name": wire_name(&schema.name),
-                "strict": strict,
-                "schema": sent,
-            }
-        });
+    WireBody {
+        head: body,
+        format: req.schema.as_ref().map(|s| response_format(s, strict)),
     }
-    body
+}
+
+/// A schema as a request carries it: `{"type": "json_schema", "json_schema": {...}}`, and
+/// its JSON text.
+#[derive(Debug)]
+pub struct ResponseFormat {
+    pub value: Value,
+    pub bytes: Vec<u8>,
+}
+
+/// Schemas made into [`ResponseFormat`]s, most recent last: a pipeline's calls use a few
+/// schemas over and over, and copying a schema into every request body, walking it in the
+/// guard and serialising it again was a tenth of a call's cost.
+static FORMATS: Mutex<Vec<(Arc<Value>, String, bool, Arc<ResponseFormat>)>> =
+    Mutex::new(Vec::new());
+const FORMATS_KEPT: usize = 64;
+
+/// The `response_format` for `schema`, made at its first use.
+pub fn response_format(schema: &super::RequestSchema, strict: bool) -> Arc<ResponseFormat> {
+    let mut formats = FORMATS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((.., found)) = formats.iter().rev().find(|(json, name, s, _)| {
+        Arc::ptr_eq(json, &schema.json) && *name == schema.name && *s == strict
+    }) {
+        return found.clone();
+    }
+    // `$schema` is not in Structured Outputs' supported subset: the dialect stays ours.
+    let mut sent = (*schema.json).clone();
+    if let Some(map) = sent.as_object_mut() {
+        map.remove("$schema");
+    }
+    let value = json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": wire_name(&schema.name),
+            "strict": strict,
+            "schema": sent,
+        }
+    });
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    let made = Arc::new(ResponseFormat { value, bytes });
+    if formats.len() >= FORMATS_KEPT {
+        formats.remove(0);
+    }
+    formats.push((
+        schema.json.clone(),
+        schema.name.clone(),
+        strict,
+        made.clone(),
+    ));
+    made
+}
+
+/// A request body in two parts: everything but the schema, and the schema's
+/// `response_format`, kept as made so it is not copied into every body.
+#[derive(Debug, Clone)]
+pub struct WireBody {
+    /// The body without `response_format` (a JSON object).
+    pub head: Value,
+    pub format: Option<Arc<ResponseFormat>>,
+}
+
+impl WireBody {
+    /// The body's JSON text: the head, with `"response_format"` last.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&self.head).unwrap_or_default();
+        if let Some(format) = &self.format {
+            if bytes.last() == Some(&b'}') {
+                bytes.pop();
+                if bytes.len() > 1 {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(b"\"response_format\":");
+                bytes.extend_from_slice(&format.bytes);
+                bytes.push(b'}');
+            }
+        }
+        bytes
+    }
+
+    /// The whole body as one value.
+    pub fn to_value(&self) -> Value {
+        let mut body = self.head.clone();
+        if let (Some(format), Some(map)) = (&self.format, body.as_object_mut()) {
+            map.insert("response_format".into(), format.value.clone());
+        }
+        body
+    }
 }
 
 struct Attempt {
@@ -397,7 +491,7 @@ impl Backend for OpenAiBackend {
         &self.cfg.model
     }
 
-    fn wire_body(&self, req: &ModelRequest) -> Value {
+    fn wire_body(&self, req: &ModelRequest) -> WireBody {
         self.body(req)
     }
 
@@ -419,9 +513,7 @@ impl Backend for OpenAiBackend {
             // one built here.
             let body: std::sync::Arc<[u8]> = match &req.wire {
                 Some(wire) => wire.bytes.clone(),
-                None => serde_json::to_vec(&self.body(req))
-                    .unwrap_or_default()
-                    .into(),
+                None => self.body(req).to_bytes().into(),
             };
             let started = Instant::now();
             let mut retries = 0;
