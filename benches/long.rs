@@ -156,15 +156,18 @@ fn python_ready() -> bool {
 
 /// The egress guard's own cost per document: index the contract, then pass one escalation
 /// (the extracted triage, the system prompt and the `contract_risk` schema) through both of
-/// its passes, as `cloud()` does. In process, so nothing but the guard is timed.
+/// its passes and make the body's bytes, as `cloud()` does. In process, so nothing but the guard is timed.
 fn guard_per_document(root: &Path) {
     use hybrid::guard::{Guard, GuardConfig, Parts};
     use hybrid::models::{ModelRequest, RequestSchema};
     let guard = Guard::new(&GuardConfig::default()).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("schemas/contract_risk.json")).unwrap(),
-    )
-    .unwrap();
+    // One shared schema, as the pipeline's schema registry hands out.
+    let schema: std::sync::Arc<serde_json::Value> = std::sync::Arc::new(
+        serde_json::from_str(
+            &std::fs::read_to_string(root.join("schemas/contract_risk.json")).unwrap(),
+        )
+        .unwrap(),
+    );
     let triage = serde_json::json!({"document_type": "service_agreement",
         "parties": [{"name": "Distribuidora La Sabana S.A.S.", "role": "client"}, {"name": "Grupo Andino de Servicios", "role": "provider"}],
         "jurisdiction": "Colombia", "risk_flags": ["auto_renewal"], "escalate_to_cloud": false, "confidence_score": 0.6});
@@ -203,15 +206,16 @@ fn guard_per_document(root: &Path) {
                     prompt: serde_json::to_string_pretty(parts.input.as_ref().unwrap()).unwrap(),
                     schema: Some(RequestSchema {
                         name: "contract_risk".into(),
-                        json: std::sync::Arc::new(schema.clone()),
+                        json: schema.clone(),
                         not_strict: None,
                     }),
                     ..Default::default()
                 };
-                let mut body = hybrid::models::openai::chat_body("gpt-5.4", &request, true);
+                let mut body = hybrid::models::openai::wire_body("gpt-5.4", &request, true);
                 guard
-                    .check_body(&mut body, None, Some(&mut window))
+                    .check_wire(&mut body, None, Some(&mut window))
                     .unwrap();
+                std::hint::black_box(body.to_bytes());
             }
             times.push(started.elapsed().as_secs_f64() * 1e6 / docs.len() as f64);
         }

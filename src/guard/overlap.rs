@@ -138,6 +138,18 @@ fn fold_one(text: &str, i: usize, folded: &mut Vec<u8>) -> usize {
         fold_ascii_byte(b, folded);
         return 1;
     }
+    // Two bytes (U+0080 to U+07FF): the accented letters of the region's languages, from
+    // the table without decoding a char.
+    if b & 0xE0 == 0xC0 {
+        let cp = (u32::from(b & 0x1F) << 6) | u32::from(text.as_bytes()[i + 1] & 0x3F);
+        if let Some(&one) = LATIN_ONE.get((cp - 0x80) as usize) {
+            match one {
+                SEVERAL => folded.extend_from_slice(&LATIN[(cp - 0x80) as usize]),
+                one => folded.push(one),
+            }
+            return 2;
+        }
+    }
     let c = text[i..].chars().next().expect("a char starts here");
     match LATIN.get((c as u32 - 0x80) as usize) {
         Some(latin) => folded.extend_from_slice(latin),
@@ -245,6 +257,18 @@ static LATIN: LazyLock<Vec<Box<[u8]>>> = LazyLock::new(|| {
                 fold_other(c, &mut Recording(&mut folded));
             }
             folded.into_boxed_slice()
+        })
+        .collect()
+});
+
+/// [`LATIN`] as one byte per character where the folded form is one byte ([`BREAK`]
+/// included), [`SEVERAL`] where it is not.
+static LATIN_ONE: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    LATIN
+        .iter()
+        .map(|folded| match **folded {
+            [one] if one != SEVERAL => one,
+            _ => SEVERAL,
         })
         .collect()
 });
