@@ -1434,7 +1434,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             None => None,
         };
         // Batch inputs first, then (when watching) the inboxes, through one channel.
-        let mut batch = runner::read_sources(sources, options.max_bytes, options.jobs * 2);
+        let mut batch = runner::read_sources(sources, options.max_bytes);
         let feeder = {
             let tx = tx.clone();
             let inboxes = inboxes.clone();

@@ -46,6 +46,13 @@ impl Document {
         }
     }
 
+    /// About how much memory it holds: its text, its unread bytes and its page images.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+            + self.unread.as_ref().map_or(0, |b| b.len())
+            + self.images.iter().map(|i| i.png.len()).sum::<usize>()
+    }
+
     /// Where the document came from, for records: `path` or `path:line`.
     pub fn source(&self) -> String {
         match (&self.path, self.meta.get("line")) {

@@ -62,20 +62,106 @@ pub type OnDone<'a> = dyn FnMut(&Job, &Record) + Send + 'a;
 
 /// Feeds the documents of `sources` into a job channel from a reader thread (reading is
 /// blocking I/O: files, stdin). The channel closes when they are all read.
-pub fn read_sources(sources: Vec<Source>, max_bytes: u64, capacity: usize) -> mpsc::Receiver<Job> {
-    let (tx, rx) = mpsc::channel(capacity);
+///
+/// The reader stays up to [`READ_AHEAD_DOCS`] documents and [`READ_AHEAD_BYTES`] ahead, and
+/// once there it sleeps until the runner has taken half of them: one wake-up per batch. (A
+/// channel of a few slots woke it, and it the runner, for every document: half the thread
+/// hand-offs of a short document.)
+pub fn read_sources(sources: Vec<Source>, max_bytes: u64) -> ReadAhead {
+    let (tx, rx) = mpsc::channel(READ_AHEAD_DOCS + 1);
+    let gate = Arc::new(Gate::default());
+    let reader_gate = gate.clone();
     std::thread::spawn(move || {
         documents::read_all(&sources, max_bytes, |input| {
-            tx.blocking_send(Job {
-                input: input.map(Arc::new),
-                inbox_file: None,
-                resumable: true,
-                ticket: None,
-            })
-            .is_ok()
+            let bytes = input.as_ref().map_or(0, |doc| doc.bytes() as u64);
+            reader_gate.enter(bytes)
+                && tx
+                    .blocking_send((
+                        Job {
+                            input: input.map(Arc::new),
+                            inbox_file: None,
+                            resumable: true,
+                            ticket: None,
+                        },
+                        bytes,
+                    ))
+                    .is_ok()
         });
     });
-    rx
+    ReadAhead { rx, gate }
+}
+
+/// Documents read ahead of the runner: at most this many...
+const READ_AHEAD_DOCS: usize = 256;
+/// ...and this many bytes (one document larger than this is read when none is waiting).
+const READ_AHEAD_BYTES: u64 = 4 << 20;
+
+/// The documents [`read_sources`] has read, in order.
+pub struct ReadAhead {
+    rx: mpsc::Receiver<(Job, u64)>,
+    gate: Arc<Gate>,
+}
+
+impl ReadAhead {
+    pub async fn recv(&mut self) -> Option<Job> {
+        let (job, bytes) = self.rx.recv().await?;
+        self.gate.leave(bytes);
+        Some(job)
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.gate.close();
+    }
+}
+
+/// What the reader holds ahead of the runner, and whether it waits for room.
+#[derive(Default)]
+struct Gate {
+    state: std::sync::Mutex<Held>,
+    room: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Held {
+    docs: usize,
+    bytes: u64,
+    waiting: bool,
+    closed: bool,
+}
+
+impl Gate {
+    /// Waits for room for one more document of `bytes`; false once nobody reads.
+    fn enter(&self, bytes: u64) -> bool {
+        let mut held = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !held.closed
+            && held.docs > 0
+            && (held.docs >= READ_AHEAD_DOCS || held.bytes + bytes > READ_AHEAD_BYTES)
+        {
+            held.waiting = true;
+            held = self.room.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        held.docs += 1;
+        held.bytes += bytes;
+        !held.closed
+    }
+
+    /// One document taken; wakes the reader once half of what it was ahead is taken.
+    fn leave(&self, bytes: u64) {
+        let mut held = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        held.docs -= 1;
+        held.bytes -= bytes;
+        if held.waiting && held.docs <= READ_AHEAD_DOCS / 2 && held.bytes <= READ_AHEAD_BYTES / 2 {
+            held.waiting = false;
+            self.room.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.room.notify_one();
+    }
 }
 
 /// Processes jobs until the channel closes or `shutdown` turns true, writing one record per
@@ -324,5 +410,50 @@ pub(crate) fn failed_record(
         version: version.to_owned(),
         elapsed_ms: 0,
         at: crate::audit::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_waits_past_the_budget_and_goes_on_at_half() {
+        let gate = Arc::new(Gate::default());
+        for _ in 0..READ_AHEAD_DOCS {
+            assert!(gate.enter(1));
+        }
+        let reader = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.enter(1))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!reader.is_finished(), "a full read-ahead waits");
+        // Taking fewer than half does not wake it; taking half does.
+        for _ in 0..READ_AHEAD_DOCS / 2 - 1 {
+            gate.leave(1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!reader.is_finished(), "woken before half was taken");
+        gate.leave(1);
+        assert!(reader.join().unwrap());
+    }
+
+    #[test]
+    fn a_document_over_the_byte_budget_is_read_when_none_waits() {
+        let gate = Gate::default();
+        assert!(gate.enter(READ_AHEAD_BYTES * 3));
+        gate.leave(READ_AHEAD_BYTES * 3);
+        assert!(gate.enter(1));
+        let gate = Arc::new(gate);
+        let reader = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.enter(READ_AHEAD_BYTES * 3))
+        };
+        gate.leave(1);
+        assert!(reader.join().unwrap());
+        // Once nobody reads, the reader stops instead of waiting.
+        gate.close();
+        assert!(!gate.enter(READ_AHEAD_BYTES));
     }
 }
