@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -60,7 +60,7 @@ pub struct Entry {
     /// Its JSON text, written into the line as it is, last (serialising a parsed copy of
     /// every body again was a tenth of a cloud call's cost).
     #[serde(skip)]
-    pub payload: Option<Arc<[u8]>>,
+    pub payload: Option<bytes::Bytes>,
     /// SHA-256 of the payload's JSON text.
     pub payload_sha256: String,
     pub bytes: usize,
@@ -172,9 +172,9 @@ pub struct Egress {
     log: Option<std::sync::Arc<AuditLog>>,
     template: Entry,
     /// The body as the log shows it (page images as their hashes).
-    payload: Arc<[u8]>,
+    payload: bytes::Bytes,
     /// The body as it leaves.
-    body: Arc<[u8]>,
+    body: bytes::Bytes,
     attempts: std::sync::atomic::AtomicU32,
 }
 
@@ -185,8 +185,8 @@ impl Egress {
     pub fn new(
         log: Option<std::sync::Arc<AuditLog>>,
         mut template: Entry,
-        payload: Arc<[u8]>,
-        body: Arc<[u8]>,
+        payload: bytes::Bytes,
+        body: bytes::Bytes,
     ) -> Egress {
         template.payload_sha256 = crate::schemas::hash_hex(&body);
         template.bytes = body.len();
@@ -223,7 +223,7 @@ impl Egress {
         } else {
             entry.payload_sha256 = crate::schemas::hash_hex(sent);
             entry.bytes = sent.len();
-            entry.payload = Some(sent.into());
+            entry.payload = Some(bytes::Bytes::copy_from_slice(sent));
         }
         log.write(entry)
     }

@@ -192,7 +192,7 @@ fn prepare(
                 tracing::warn!(doc = %doc.document.id, rule = %blocked.rule, field = %blocked.field, "cloud call blocked");
                 crate::console::metrics::global().blocked(&blocked.rule);
                 // What was stopped is exactly what must not be written down: hash only.
-                let egress = doc.egress(backend.model(), Arc::from([]), body.into());
+                let egress = doc.egress(backend.model(), bytes::Bytes::new(), body.into());
                 let images: Vec<String> = request.images.iter().map(|i| i.sha256.clone()).collect();
                 egress.outcome(Outcome::Blocked, false, |e| {
                     e.rule = Some(blocked.rule.clone());
@@ -377,7 +377,7 @@ fn guard_cloud(
         }
         guard.check_wire(&mut body, prompt_len, window.as_mut())
     };
-    let bytes: Arc<[u8]> = body.to_bytes().into();
+    let bytes = bytes::Bytes::from(body.to_bytes());
     match checked {
         Ok(r) => redactions.extend(r),
         Err(blocked) => return Err((blocked, bytes.to_vec())),
@@ -404,9 +404,12 @@ fn guard_cloud(
             b
         };
         let audited = with(&|i| format!("sha256:{}", i.sha256));
-        (Arc::from(audited.to_bytes()), with(&|i| i.data_url()))
+        (
+            bytes::Bytes::from(audited.to_bytes()),
+            with(&|i| i.data_url()),
+        )
     };
-    let bytes: Arc<[u8]> = if images.is_empty() {
+    let bytes = if images.is_empty() {
         bytes
     } else {
         sent.to_bytes().into()
@@ -417,7 +420,7 @@ fn guard_cloud(
     let fallback = (sent.head["service_tier"] == "flex").then(|| {
         let mut default = sent.clone();
         default.head["service_tier"] = Value::from("default");
-        Arc::<[u8]>::from(default.to_bytes())
+        bytes::Bytes::from(default.to_bytes())
     });
     let egress = Arc::new(doc.egress(backend.model(), audited, bytes.clone()));
     let hook = egress.clone();
@@ -724,7 +727,7 @@ impl DocContext {
         format!("hybrid-{hex}")
     }
 
-    fn egress(&self, model: &str, payload: Arc<[u8]>, body: Arc<[u8]>) -> Egress {
+    fn egress(&self, model: &str, payload: bytes::Bytes, body: bytes::Bytes) -> Egress {
         let template = audit::Entry {
             time: String::new(),
             document: self.document.id.clone(),

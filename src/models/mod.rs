@@ -44,9 +44,9 @@ pub struct ModelRequest {
 /// attempt does not leave.
 #[derive(Clone)]
 pub struct Wire {
-    pub bytes: Arc<[u8]>,
+    pub bytes: bytes::Bytes,
     /// The same body asking for the default tier instead of flex (`[cloud] flex_fallback`).
-    pub fallback: Option<Arc<[u8]>>,
+    pub fallback: Option<bytes::Bytes>,
     /// Called with the attempt number and the bytes about to leave.
     pub before_attempt: Arc<dyn Fn(u32, &[u8]) -> Result<(), String> + Send + Sync>,
 }

@@ -124,7 +124,7 @@ impl OpenAiBackend {
         }
     }
 
-    async fn attempt(&self, body: &[u8]) -> Attempt {
+    async fn attempt(&self, body: &bytes::Bytes) -> Attempt {
         let http = match self.http() {
             Ok(http) => http,
             Err(err) => return Attempt::failed(err, false, None),
@@ -136,7 +136,7 @@ impl OpenAiBackend {
         let mut request = http
             .post(endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
+            .body(body.clone());
         if let Some(key) = self.cfg.api_key.expose() {
             request = request.bearer_auth(key);
         }
@@ -511,7 +511,7 @@ impl Backend for OpenAiBackend {
             }
             // The cloud sends the body the guard passed, byte for byte; a local server gets
             // one built here.
-            let body: std::sync::Arc<[u8]> = match &req.wire {
+            let body: bytes::Bytes = match &req.wire {
                 Some(wire) => wire.bytes.clone(),
                 None => self.body(req).to_bytes().into(),
             };
@@ -557,7 +557,9 @@ impl Backend for OpenAiBackend {
                 };
                 let flex_unavailable = matches!(err.kind, ErrorKind::RateLimit | ErrorKind::Server);
                 if let Some(default) = req.wire.as_ref().and_then(|w| w.fallback.as_ref()) {
-                    if self.cfg.flex_fallback && flex_unavailable && !Arc::ptr_eq(&sending, default)
+                    if self.cfg.flex_fallback
+                        && flex_unavailable
+                        && sending.as_ptr() != default.as_ptr()
                     {
                         tracing::info!(
                             backend = self.label,
