@@ -383,8 +383,9 @@ fn guard_cloud(
         Err(blocked) => return Err((blocked, bytes.to_vec())),
     }
     // With images: the audit keeps each as `sha256:…`, the wire carries the pages.
-    let (audited, sent) = if images.is_empty() {
-        (bytes.clone(), body)
+    // The body as the log keeps it, the body that leaves, and its bytes.
+    let (audited, sent, bytes) = if images.is_empty() {
+        (bytes.clone(), body, bytes)
     } else {
         let with = |url: &dyn Fn(&crate::images::PageImage) -> String| {
             let mut b = body.clone();
@@ -404,15 +405,9 @@ fn guard_cloud(
             b
         };
         let audited = with(&|i| format!("sha256:{}", i.sha256));
-        (
-            bytes::Bytes::from(audited.to_bytes()),
-            with(&|i| i.data_url()),
-        )
-    };
-    let bytes = if images.is_empty() {
-        bytes
-    } else {
-        sent.to_bytes().into()
+        let sent = with(&|i| i.data_url());
+        let bytes = bytes::Bytes::from(sent.to_bytes());
+        (bytes::Bytes::from(audited.to_bytes()), sent, bytes)
     };
     request.images = images;
     // A flex request's twin asking for the default tier, for `[cloud] flex_fallback`: the
