@@ -45,7 +45,7 @@ fn request(max_tokens: u32, constrained: bool) -> ModelRequest {
     ModelRequest {
         system: None,
         prompt: "Classify this document and summarise it: Contrato de prestación de servicios entre DataAndes S.A.S. y Distribuidora La Sabana Ltda.".into(),
-        schema: constrained.then(|| RequestSchema { name: "bench".into(), json: Arc::new(schema), not_strict: None }),
+        schema: constrained.then(|| RequestSchema::new("bench", Arc::new(schema), None)),
         max_tokens: Some(max_tokens),
         ..Default::default()
     }

@@ -162,12 +162,16 @@ fn guard_per_document(root: &Path) {
     use hybrid::guard::{Guard, GuardConfig, Parts};
     use hybrid::models::{ModelRequest, RequestSchema};
     let guard = Guard::new(&GuardConfig::default()).unwrap();
-    // One shared schema, as the pipeline's schema registry hands out.
-    let schema: std::sync::Arc<serde_json::Value> = std::sync::Arc::new(
-        serde_json::from_str(
-            &std::fs::read_to_string(root.join("schemas/contract_risk.json")).unwrap(),
-        )
-        .unwrap(),
+    // One schema made once, as the pipeline's schema registry makes it.
+    let schema = RequestSchema::new(
+        "contract_risk",
+        std::sync::Arc::new(
+            serde_json::from_str(
+                &std::fs::read_to_string(root.join("schemas/contract_risk.json")).unwrap(),
+            )
+            .unwrap(),
+        ),
+        None,
     );
     let triage = serde_json::json!({"document_type": "service_agreement",
         "parties": [{"name": "Distribuidora La Sabana S.A.S.", "role": "client"}, {"name": "Grupo Andino de Servicios", "role": "provider"}],
@@ -205,14 +209,10 @@ fn guard_per_document(root: &Path) {
                 let request = ModelRequest {
                     system: parts.system.clone(),
                     prompt: serde_json::to_string_pretty(parts.input.as_ref().unwrap()).unwrap(),
-                    schema: Some(RequestSchema {
-                        name: "contract_risk".into(),
-                        json: schema.clone(),
-                        not_strict: None,
-                    }),
+                    schema: Some(schema.clone()),
                     ..Default::default()
                 };
-                let mut body = hybrid::models::openai::wire_body("gpt-5.4", &request, true);
+                let mut body = hybrid::models::openai::wire_body("gpt-5.4", &request);
                 guard
                     .check_wire(&mut body, None, Some(&mut window))
                     .unwrap();

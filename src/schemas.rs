@@ -55,6 +55,8 @@ pub struct Schema {
     validator: jsonschema::Validator,
     /// `Ok` when OpenAI's strict mode accepts it as is; otherwise why not.
     pub strict: Result<(), String>,
+    /// How a request carries it, made once here rather than on every call.
+    pub request: crate::models::RequestSchema,
 }
 
 impl std::fmt::Debug for Schema {
@@ -70,9 +72,11 @@ impl Schema {
             message: format!("{e} (at `{}`)", e.schema_path().as_str()),
         })?;
         let strict = strict_compatible(&json, "");
+        let json = Arc::new(json);
         Ok(Schema {
+            request: crate::models::RequestSchema::new(name, json.clone(), strict.clone().err()),
             name: name.to_owned(),
-            json: Arc::new(json),
+            json,
             validator,
             strict,
         })

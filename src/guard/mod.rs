@@ -508,7 +508,6 @@ fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// One walk over a request body: detectors on every string, and the words of all of them.
 /// What walking a schema's `response_format` gave, for [`Guard::check_wire`] to reuse.
 #[derive(Debug)]
 struct FormatScan {
@@ -522,6 +521,7 @@ const FORMATS_KEPT: usize = 64;
 
 type FormatScans = std::sync::Mutex<Vec<(Arc<ResponseFormat>, Option<Arc<FormatScan>>)>>;
 
+/// One walk over a request body: detectors on every string, and the words of all of them.
 struct BodyScan<'g> {
     guard: &'g Guard,
     redactions: Vec<Redaction>,
@@ -809,21 +809,17 @@ mod tests {
             let request = ModelRequest {
                 system: Some("You are a lawyer.".into()),
                 prompt: "servicios de soporte técnico de primer y segundo nivel para los".into(),
-                schema: Some(RequestSchema {
-                    name: "x".into(),
-                    json: Arc::new(schema.clone()),
-                    not_strict: None,
-                }),
+                schema: Some(RequestSchema::new("x", Arc::new(schema.clone()), None)),
                 ..Default::default()
             };
             let whole = {
-                let mut body = openai::chat_body("gpt-5.4", &request, true);
+                let mut body = openai::chat_body("gpt-5.4", &request);
                 let mut window = overlap::Window::new(CONTRACT);
                 let verdict = guard.check_body(&mut body, None, Some(&mut window));
                 (verdict.map_err(|b| (b.rule, b.field)), body)
             };
             for time in ["first", "again"] {
-                let mut wire = openai::wire_body("gpt-5.4", &request, true);
+                let mut wire = openai::wire_body("gpt-5.4", &request);
                 let mut window = overlap::Window::new(CONTRACT);
                 let verdict = guard.check_wire(&mut wire, None, Some(&mut window));
                 let body: Value = serde_json::from_slice(&wire.to_bytes()).unwrap();

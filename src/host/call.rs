@@ -15,9 +15,7 @@ use super::error::host_error;
 use super::DocContext;
 use crate::audit::{self, Egress, Outcome};
 use crate::guard::{Blocked, Parts, Redaction};
-use crate::models::{
-    Backend, ErrorKind, ModelError, ModelRequest, ModelResponse, RequestSchema, Usage, Wire,
-};
+use crate::models::{Backend, ErrorKind, ModelError, ModelRequest, ModelResponse, Usage, Wire};
 use crate::record::CallRecord;
 use crate::schemas::Schema;
 
@@ -171,11 +169,7 @@ fn prepare(
     let mut request = ModelRequest {
         system: None,
         prompt: String::new(),
-        schema: schema.as_ref().map(|s| RequestSchema {
-            name: s.name.clone(),
-            json: s.json.clone(),
-            not_strict: s.strict.clone().err(),
-        }),
+        schema: schema.as_ref().map(|s| s.request.clone()),
         max_tokens: args.max_tokens,
         temperature: args.temperature,
         thinking: args.thinking,

@@ -64,6 +64,19 @@ pub struct RequestSchema {
     pub json: Arc<serde_json::Value>,
     /// Why the schema cannot be sent in OpenAI's strict mode, if it cannot.
     pub not_strict: Option<String>,
+    /// The schema as a Chat Completions body carries it, made with the schema.
+    pub format: Arc<openai::ResponseFormat>,
+}
+
+impl RequestSchema {
+    pub fn new(name: &str, json: Arc<serde_json::Value>, not_strict: Option<String>) -> Self {
+        RequestSchema {
+            format: Arc::new(openai::response_format(name, &json, not_strict.is_none())),
+            name: name.to_owned(),
+            json,
+            not_strict,
+        }
+    }
 }
 
 /// What a back end answered.
@@ -185,11 +198,7 @@ pub trait Backend: Send + Sync {
     /// The request body as this back end would send it, for the egress guard and the audit
     /// log to see whole before anything leaves.
     fn wire_body(&self, req: &ModelRequest) -> openai::WireBody {
-        openai::wire_body(
-            self.model(),
-            req,
-            req.schema.as_ref().is_some_and(|s| s.not_strict.is_none()),
-        )
+        openai::wire_body(self.model(), req)
     }
     /// True when answering needs nothing but the runtime the call is polled on (its own
     /// sockets and timers): the document's thread then drives the call itself

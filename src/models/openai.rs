@@ -33,7 +33,9 @@ pub struct OpenAiBackend {
     limiter: super::limiter::Limiter,
     /// Schemas already reported as not strict-compatible (warn once each).
     warned: Mutex<HashSet<String>>,
-    url: OnceLock<Result<reqwest::Url, String>>,
+    /// The Chat Completions URL, parsed once (reqwest parses a URL given as text on every
+    /// request), or why the base URL does not make one.
+    url: Result<reqwest::Url, String>,
 }
 
 thread_local! {
@@ -49,13 +51,15 @@ impl OpenAiBackend {
     pub fn new(label: &'static str, cfg: EndpointConfig) -> Result<Self, ModelError> {
         // Built once here so a configuration the client refuses fails at start, not per call.
         client(&cfg)?;
+        let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("`{url}` is not a URL: {e}"));
         Ok(OpenAiBackend {
             label,
             limiter: super::limiter::Limiter::new(cfg.rpm, cfg.tpm),
             cfg,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             warned: Mutex::new(HashSet::new()),
-            url: OnceLock::new(),
+            url,
         })
     }
 
@@ -76,40 +80,28 @@ impl OpenAiBackend {
         Ok(made)
     }
 
-    /// The Chat Completions URL, parsed once (a URL given as text is parsed on every request).
     fn endpoint(&self) -> Result<reqwest::Url, ModelError> {
         self.url
-            .get_or_init(|| {
-                let url = format!(
-                    "{}/chat/completions",
-                    self.cfg.base_url.trim_end_matches('/')
-                );
-                reqwest::Url::parse(&url).map_err(|e| format!("`{url}` is not a URL: {e}"))
-            })
             .clone()
             .map_err(|why| ModelError::new(ErrorKind::NotConfigured, why))
     }
 
     /// The body, with a warning (once per schema) when a schema cannot go in strict mode.
     fn body(&self, req: &ModelRequest) -> WireBody {
-        let strict = match req
+        if let Some((schema, why)) = req
             .schema
             .as_ref()
             .and_then(|s| s.not_strict.as_ref().map(|why| (s, why)))
         {
-            None => true,
-            Some((schema, why)) => {
-                let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-                if warned.insert(schema.name.clone()) {
-                    tracing::warn!(
-                        schema = %schema.name,
-                        "schema cannot be sent in strict mode: {why}; sending it non-strict (the answer is still validated)"
-                    );
-                }
-                false
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.insert(schema.name.clone()) {
+                tracing::warn!(
+                    schema = %schema.name,
+                    "schema cannot be sent in strict mode: {why}; sending it non-strict (the answer is still validated)"
+                );
             }
-        };
-        let mut body = wire_body(&self.cfg.model, req, strict);
+        }
+        let mut body = wire_body(&self.cfg.model, req);
         if let Some(tier) = &self.cfg.service_tier {
             body.head["service_tier"] = json!(tier);
         }
@@ -290,13 +282,13 @@ impl OpenAiBackend {
 
 /// A Chat Completions request body: system message, user message, limits, and the schema as
 /// structured output.
-pub fn chat_body(model: &str, req: &ModelRequest, strict: bool) -> Value {
-    wire_body(model, req, strict).to_value()
+pub fn chat_body(model: &str, req: &ModelRequest) -> Value {
+    wire_body(model, req).to_value()
 }
 
-/// [`chat_body`] as it is built for sending: the `response_format` comes from
-/// [`response_format`], made once per schema.
-pub fn wire_body(model: &str, req: &ModelRequest, strict: bool) -> WireBody {
+/// [`chat_body`] as it is built for sending: the schema's `response_format` is the one made
+/// with the schema, shared.
+pub fn wire_body(model: &str, req: &ModelRequest) -> WireBody {
     let mut messages = Vec::new();
     if let Some(system) = &req.system {
         messages.push(json!({"role": "system", "content": system}));
@@ -326,7 +318,7 @@ pub fn wire_body(model: &str, req: &ModelRequest, strict: bool) -> WireBody {
     }
     WireBody {
         head: body,
-        format: req.schema.as_ref().map(|s| response_format(s, strict)),
+        format: req.schema.as_ref().map(|s| s.format.clone()),
     }
 }
 
@@ -338,46 +330,25 @@ pub struct ResponseFormat {
     pub bytes: Vec<u8>,
 }
 
-/// Schemas made into [`ResponseFormat`]s, most recent last: a pipeline's calls use a few
-/// schemas over and over, and copying a schema into every request body, walking it in the
-/// guard and serialising it again was a tenth of a call's cost.
-static FORMATS: Mutex<Vec<(Arc<Value>, String, bool, Arc<ResponseFormat>)>> =
-    Mutex::new(Vec::new());
-const FORMATS_KEPT: usize = 64;
-
-/// The `response_format` for `schema`, made at its first use.
-pub fn response_format(schema: &super::RequestSchema, strict: bool) -> Arc<ResponseFormat> {
-    let mut formats = FORMATS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((.., found)) = formats.iter().rev().find(|(json, name, s, _)| {
-        Arc::ptr_eq(json, &schema.json) && *name == schema.name && *s == strict
-    }) {
-        return found.clone();
-    }
+/// The `response_format` for a schema: made once per schema ([`super::RequestSchema::new`],
+/// [`crate::schemas::Schema::compile`]), since copying a schema into every request body,
+/// walking it in the guard and serialising it again was a tenth of a call's cost.
+pub fn response_format(name: &str, json: &Value, strict: bool) -> ResponseFormat {
     // `$schema` is not in Structured Outputs' supported subset: the dialect stays ours.
-    let mut sent = (*schema.json).clone();
+    let mut sent = json.clone();
     if let Some(map) = sent.as_object_mut() {
         map.remove("$schema");
     }
     let value = json!({
         "type": "json_schema",
         "json_schema": {
-            "name": wire_name(&schema.name),
+            "name": wire_name(name),
             "strict": strict,
             "schema": sent,
         }
     });
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    let made = Arc::new(ResponseFormat { value, bytes });
-    if formats.len() >= FORMATS_KEPT {
-        formats.remove(0);
-    }
-    formats.push((
-        schema.json.clone(),
-        schema.name.clone(),
-        strict,
-        made.clone(),
-    ));
-    made
+    ResponseFormat { value, bytes }
 }
 
 /// A request body in two parts: everything but the schema, and the schema's
@@ -780,16 +751,16 @@ mod tests {
         let req = ModelRequest {
             system: None,
             prompt: "p".into(),
-            schema: Some(super::super::RequestSchema {
-                name: "x".into(),
-                json: std::sync::Arc::new(
+            schema: Some(super::super::RequestSchema::new(
+                "x",
+                std::sync::Arc::new(
                     serde_json::json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {}, "required": [], "additionalProperties": false}),
                 ),
-                not_strict: None,
-            }),
+                None,
+            )),
             ..Default::default()
         };
-        let body = chat_body("gpt-5.4", &req, true);
+        let body = chat_body("gpt-5.4", &req);
         let sent = &body["response_format"]["json_schema"]["schema"];
         assert!(sent.get("$schema").is_none(), "{sent}");
         assert_eq!(sent["type"], "object");
