@@ -322,8 +322,8 @@ pub fn regular_file(path: &Path) -> Result<(), String> {
 /// Text must be UTF-8 without NUL bytes; anything else is most likely binary.
 fn decode_text(bytes: &[u8]) -> Result<String, String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    // `contains` on bytes is a vectorised search; a byte-by-byte `any` was a tenth of
-    // reading a text file.
+    // `contains` on bytes is a vectorised search; a byte-by-byte `any` was 2% of a 17 KB
+    // document's CPU.
     if bytes[..bytes.len().min(8192)].contains(&0) {
         return Err("binary content (NUL bytes), not a text document".into());
     }
