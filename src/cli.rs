@@ -1433,8 +1433,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
-        // Batch inputs first, then (when watching) the inboxes, through one channel.
-        let mut batch = runner::read_sources(sources, options.max_bytes);
+        // Batch inputs first, then (when watching) the inboxes or the queue.
+        let (jobs, batch_read) = runner::Jobs::new(runner::read_sources(sources, options.max_bytes), rx);
         let feeder = {
             let tx = tx.clone();
             let inboxes = inboxes.clone();
@@ -1442,10 +1442,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let stop = stop_rx.clone();
             let max_bytes = options.max_bytes;
             tokio::spawn(async move {
-                while let Some(job) = batch.recv().await {
-                    if tx.send(job).await.is_err() {
-                        return Ok::<(), anyhow::Error>(());
-                    }
+                if batch_read.await.is_err() {
+                    return Ok::<(), anyhow::Error>(());
                 }
                 if let Some(inboxes) = inboxes {
                     tracing::info!(inboxes = ?inbox_dirs, state = %inboxes.state_path().display(), "watching for new documents; Ctrl-C to stop");
@@ -1468,7 +1466,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 crate::console::metrics::global().observe(&pipeline_name, record);
             }
         };
-        let summary = runner::run(bundle, services, rx, &options, &mut out, &resume, &mut on_done, stop_rx).await;
+        let summary = runner::run(bundle, services, jobs, &options, &mut out, &resume, &mut on_done, stop_rx).await;
         let summary = match summary {
             // The reader went away (`hybrid run ... | head -1`): stop quietly.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return anyhow::Ok(None),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::bundle::Bundle;
@@ -116,6 +116,45 @@ impl Drop for ReadAhead {
     }
 }
 
+/// Where the runner's jobs come from: the documents named at start, read ahead, then what
+/// arrives later (a watched inbox, the fleet's queue).
+///
+/// The runner reads the read-ahead itself: a task forwarding it into the later channel woke
+/// a worker thread for every document.
+pub struct Jobs {
+    batch: Option<ReadAhead>,
+    later: mpsc::Receiver<Job>,
+    batch_read: Option<oneshot::Sender<()>>,
+}
+
+impl Jobs {
+    /// Jobs from `batch`, then from `later`. The receiver hears when `batch` is all taken
+    /// (or the runner stopped before): the moment to start what feeds `later`.
+    pub fn new(batch: ReadAhead, later: mpsc::Receiver<Job>) -> (Jobs, oneshot::Receiver<()>) {
+        let (batch_read, heard) = oneshot::channel();
+        let jobs = Jobs {
+            batch: Some(batch),
+            later,
+            batch_read: Some(batch_read),
+        };
+        (jobs, heard)
+    }
+
+    /// The next job; `None` once both are done. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Job> {
+        if let Some(batch) = &mut self.batch {
+            if let Some(job) = batch.recv().await {
+                return Some(job);
+            }
+            self.batch = None;
+            if let Some(batch_read) = self.batch_read.take() {
+                let _ = batch_read.send(());
+            }
+        }
+        self.later.recv().await
+    }
+}
+
 /// What the reader holds ahead of the runner, and whether it waits for room.
 #[derive(Default)]
 struct Gate {
@@ -169,7 +208,7 @@ impl Gate {
 pub async fn run(
     bundle: Arc<ArcSwap<Bundle>>,
     services: Arc<Services>,
-    mut jobs: mpsc::Receiver<Job>,
+    mut jobs: Jobs,
     options: &RunOptions,
     out: &mut Sink,
     resume: &Resume,
