@@ -866,10 +866,7 @@ fn review_command(args: ReviewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Stack for the threads documents run on. Only what a document touches is committed; a
-/// script that builds a value nested a million deep (within `max_document_memory`) is dropped
-/// and printed by recursive code, and must not overflow and take the host down.
-const DOCUMENT_STACK: usize = 1 << 30;
+use crate::runner::DOCUMENT_STACK;
 
 /// With `--watch`, a new version must pass the pipeline's cases (NAME.cases.jsonl, read at
 /// each reload so edits to them count) before it is swapped in.

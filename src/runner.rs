@@ -1,5 +1,5 @@
-//! Running many documents: up to `jobs` in flight, each on a blocking thread, every outcome
-//! written as one JSONL record and flushed, and a summary at the end.
+//! Running many documents: up to `jobs` in flight, on as many threads that each take the next
+//! document, run it and write its record (one JSONL line, flushed), and a summary at the end.
 //!
 //! Documents arrive as [`Job`]s on a channel — from the INPUT arguments, or from a watched
 //! inbox. A document takes the current bundle once, when it starts, so a reload never changes
@@ -7,12 +7,12 @@
 //! taken and the ones in flight finish.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 
 use crate::bundle::Bundle;
 use crate::documents::{self, Document, Source};
@@ -203,194 +203,256 @@ impl Gate {
     }
 }
 
-/// Processes jobs until the channel closes or `shutdown` turns true, writing one record per
+/// Stack for the threads documents run on. Only what a document touches is committed; a
+/// script that builds a value nested a million deep (within `max_document_memory`) is dropped
+/// and printed by recursive code, and must not overflow and take the host down.
+pub const DOCUMENT_STACK: usize = 1 << 30;
+
+/// Processes jobs until they run out or `shutdown` turns true, writing one record per
 /// document to `out`.
+///
+/// `jobs` threads each take the next job, run it and write its record themselves: a thread
+/// that hands a document to another and waits for it back costs two wake-ups a document,
+/// a sixth of a short one's CPU. Must be called on a multi-threaded runtime (it blocks in
+/// place).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     bundle: Arc<ArcSwap<Bundle>>,
     services: Arc<Services>,
-    mut jobs: Jobs,
+    jobs: Jobs,
     options: &RunOptions,
     out: &mut Sink,
     resume: &Resume,
     on_done: &mut OnDone<'_>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Summary> {
     let started = Instant::now();
     let progress = options
         .progress
         .then(crate::progress::Progress::start)
         .flatten();
+    let shared = Shared {
+        jobs: Mutex::new(jobs),
+        shutdown,
+        stopping: AtomicBool::new(false),
+        handle: tokio::runtime::Handle::current(),
+        bundle,
+        services,
+        resume,
+        max_record_bytes: options.max_record_bytes,
+        written: Mutex::new(Written {
+            out,
+            summary: Summary::default(),
+            on_done,
+            progress: progress.as_ref(),
+            failed: None,
+        }),
+    };
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            for n in 0..options.jobs.max(1) {
+                let shared = &shared;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("document-{n}"))
+                    .stack_size(DOCUMENT_STACK)
+                    .spawn_scoped(scope, move || shared.work());
+                if let Err(e) = spawned {
+                    // Fewer threads than asked for still finish the run; none does not.
+                    tracing::warn!("cannot start a document thread: {e}");
+                    if n == 0 {
+                        let mut written = shared.lock_written();
+                        written.failed.get_or_insert(e);
+                    }
+                    break;
+                }
+            }
+        })
+    });
+    let written = shared
+        .written
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = written.failed {
+        return Err(e);
+    }
+    let mut summary = written.summary;
+    drop(progress);
+    summary.wall_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
 
-    let mut summary = Summary::default();
-    let mut in_flight: JoinSet<(Job, Record)> = JoinSet::new();
-    // `skipped`: the document already has a record (resume); only the completion hook runs.
-    let metrics = crate::console::metrics::global();
-    let mut finish =
-        |job: Job, record: Record, summary: &mut Summary, skipped: bool| -> std::io::Result<()> {
-            if skipped {
-                summary.skipped += 1;
-                on_done(&job, &record);
-                return Ok(());
-            }
-            // A transient failure of a queued document goes back to the queue, unrecorded.
-            if job.ticket.as_ref().is_some_and(|t| t.hand_back(&record)) {
-                summary.handed_back += 1;
-                on_done(&job, &record);
-                return Ok(());
-            }
-            let (record, line) = encode(record, options.max_record_bytes);
-            summary.add(&record);
-            out.write_line(&line)?;
-            if let Some(ticket) = &job.ticket {
-                ticket.done(&record, &line);
-            }
-            on_done(&job, &record);
-            if let Some(bar) = &progress {
-                bar.set_message(format!(
-                    "{} documents, {} failed",
-                    summary.documents, summary.failed
-                ));
-            }
-            Ok(())
-        };
+/// What the document threads of one [`run`] share.
+struct Shared<'a, 'b> {
+    jobs: Mutex<Jobs>,
+    shutdown: watch::Receiver<bool>,
+    /// No new job is taken: shutdown, or writing a record failed.
+    stopping: AtomicBool,
+    handle: tokio::runtime::Handle,
+    bundle: Arc<ArcSwap<Bundle>>,
+    services: Arc<Services>,
+    resume: &'a Resume,
+    max_record_bytes: usize,
+    written: Mutex<Written<'a, 'b>>,
+}
 
-    loop {
-        // Room for one more? Otherwise wait for one to finish (or for the shutdown).
-        if in_flight.len() >= options.jobs {
-            let done = in_flight.join_next().await.expect("a task is in flight");
-            let (job, record) = joined(done);
-            finish(job, record, &mut summary, false)?;
-            continue;
+/// Where records go, taken by one thread at a time.
+struct Written<'a, 'b> {
+    out: &'a mut Sink,
+    summary: Summary,
+    on_done: &'a mut OnDone<'b>,
+    progress: Option<&'a crate::progress::Progress>,
+    /// Writing a record failed: the run stops with this error.
+    failed: Option<std::io::Error>,
+}
+
+impl<'a, 'b> Shared<'a, 'b> {
+    /// One document thread: jobs until there are none, or the run stops.
+    fn work(&self) {
+        let _runtime = self.handle.enter();
+        while let Some(job) = self.next_job() {
+            self.take(job);
         }
-        let job = tokio::select! {
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let (job, record) = joined(done);
-                finish(job, record, &mut summary, false)?;
-                continue;
+    }
+
+    /// The next job, waited for; `None` once there are none or no new one may start.
+    fn next_job(&self) -> Option<Job> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut shutdown = self.shutdown.clone();
+        let job = self.handle.block_on(async {
+            tokio::select! {
+                job = jobs.recv() => job,
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    tracing::info!("stopping: no new documents; finishing the ones in flight");
+                    None
+                }
             }
-            _ = shutdown.wait_for(|stop| *stop) => {
-                tracing::info!(in_flight = in_flight.len(), "stopping: no new documents; finishing the ones in flight");
-                break;
-            }
-        };
+        });
+        if job.is_none() {
+            self.stopping.store(true, Ordering::Relaxed);
+        }
+        job
+    }
+
+    fn lock_written(&self) -> std::sync::MutexGuard<'_, Written<'a, 'b>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one job (or passes over it) and writes its record.
+    fn take(&self, job: Job) {
         let id = match &job.input {
             Ok(doc) => &doc.id,
             Err(failed) => &failed.id,
         };
-        if let Some(prior) = resume.skips(id).filter(|_| job.resumable) {
+        if let Some(prior) = self.resume.skips(id).filter(|_| job.resumable) {
             tracing::debug!(doc = %id, "already has a record: skipped");
             let record = Record {
                 ok: prior.ok,
                 version: prior.version.clone(),
                 ..failed_record(id, String::new(), "", "", String::new())
             };
-            finish(job, record, &mut summary, true)?;
-            continue;
+            let mut written = self.lock_written();
+            written.summary.skipped += 1;
+            (written.on_done)(&job, &record);
+            return;
         }
-        match &job.input {
-            Ok(_) => {
-                let bundle = bundle.load_full();
-                let services = services.clone();
+        let record = match &job.input {
+            Ok(doc) => {
+                let metrics = crate::console::metrics::global();
                 metrics.in_flight.inc();
-                in_flight.spawn_blocking(move || {
-                    let Ok(doc) = &job.input else { unreachable!() };
-                    // A PDF or e-mail is read here, in its own job, and the time counts.
-                    let started = Instant::now();
-                    let read = match &doc.unread {
-                        None => Ok(doc.clone()),
-                        // A library failing on a hostile file fails this document only.
-                        Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            doc.extracted().map(Arc::new)
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err("reading the file failed inside a library (a malformed or hostile file?)".into())
-                        }),
-                    };
-                    let doc = match read {
-                        Ok(doc) => doc,
-                        Err(reason) => {
-                            tracing::warn!(source = %doc.source(), "input skipped: {reason}");
-                            let mut record = failed_record(
-                                &doc.id,
-                                doc.source(),
-                                &bundle.version,
-                                "input",
-                                reason,
-                            );
-                            record.elapsed_ms = started.elapsed().as_millis() as u64;
-                            crate::console::metrics::global().in_flight.dec();
-                            return (job, record);
-                        }
-                    };
-                    let extract_ms = started.elapsed().as_millis() as u64;
-                    let run = std::panic::AssertUnwindSafe(|| {
-                        let mut record = host::run_document(&bundle, &services, &doc);
-                        record.elapsed_ms += extract_ms;
-                        record
-                    });
-                    let record = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                        failed_record(
-                            &doc.id,
-                            doc.source(),
-                            &bundle.version,
-                            "internal",
-                            "the host panicked while processing this document; please report it"
-                                .into(),
-                        )
-                    });
-                    crate::console::metrics::global().in_flight.dec();
-                    (job, record)
-                });
+                let record = run_job(&self.bundle.load_full(), &self.services, doc);
+                metrics.in_flight.dec();
+                record
             }
             Err(failed) => {
                 tracing::warn!(source = %failed.source, "input skipped: {}", failed.reason);
-                let version = bundle.load().version.clone();
-                let record = failed_record(
+                let version = self.bundle.load().version.clone();
+                failed_record(
                     &failed.id,
                     failed.source.clone(),
                     &version,
                     "input",
                     failed.reason.clone(),
-                );
-                finish(job, record, &mut summary, false)?;
+                )
             }
+        };
+        self.finish(job, record);
+    }
+
+    /// Writes a finished document's record (a transient failure of a queued document goes
+    /// back to the queue instead, unrecorded).
+    fn finish(&self, job: Job, record: Record) {
+        if job.ticket.as_ref().is_some_and(|t| t.hand_back(&record)) {
+            let mut written = self.lock_written();
+            written.summary.handed_back += 1;
+            (written.on_done)(&job, &record);
+            return;
+        }
+        // Encoded before taking the lock: the other threads need not wait for it.
+        let (record, line) = encode(record, self.max_record_bytes);
+        let mut written = self.lock_written();
+        let written = &mut *written;
+        if written.failed.is_some() {
+            return;
+        }
+        if let Err(e) = written.out.write_line(&line) {
+            written.failed = Some(e);
+            self.stopping.store(true, Ordering::Relaxed);
+            return;
+        }
+        written.summary.add(&record);
+        if let Some(ticket) = &job.ticket {
+            ticket.done(&record, &line);
+        }
+        (written.on_done)(&job, &record);
+        if let Some(bar) = written.progress {
+            bar.set_message(format!(
+                "{} documents, {} failed",
+                written.summary.documents, written.summary.failed
+            ));
         }
     }
-    while let Some(done) = in_flight.join_next().await {
-        let (job, record) = joined(done);
-        finish(job, record, &mut summary, false)?;
-    }
-    drop(progress);
-    summary.wall_ms = started.elapsed().as_millis() as u64;
-    Ok(summary)
 }
 
-/// A task only fails to join if the runtime is shutting down or the task panicked past
-/// `catch_unwind`; either way the record says so rather than losing the document silently.
-fn joined(result: Result<(Job, Record), tokio::task::JoinError>) -> (Job, Record) {
-    result.unwrap_or_else(|e| {
-        let record = failed_record(
-            "?",
-            "?".into(),
-            "",
+/// A document through the rules, on this thread: read first when it is a PDF or e-mail
+/// (the time counts), and any panic a failed record, never a lost one.
+fn run_job(bundle: &Arc<Bundle>, services: &Arc<Services>, doc: &Arc<Document>) -> Record {
+    let started = Instant::now();
+    let read = match &doc.unread {
+        None => Ok(doc.clone()),
+        // A library failing on a hostile file fails this document only.
+        Some(_) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            doc.extracted().map(Arc::new)
+        }))
+        .unwrap_or_else(|_| {
+            Err("reading the file failed inside a library (a malformed or hostile file?)".into())
+        }),
+    };
+    let doc = match read {
+        Ok(doc) => doc,
+        Err(reason) => {
+            tracing::warn!(source = %doc.source(), "input skipped: {reason}");
+            let mut record = failed_record(&doc.id, doc.source(), &bundle.version, "input", reason);
+            record.elapsed_ms = started.elapsed().as_millis() as u64;
+            return record;
+        }
+    };
+    let extract_ms = started.elapsed().as_millis() as u64;
+    let run = std::panic::AssertUnwindSafe(|| {
+        let mut record = host::run_document(bundle, services, &doc);
+        record.elapsed_ms += extract_ms;
+        record
+    });
+    std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        failed_record(
+            &doc.id,
+            doc.source(),
+            &bundle.version,
             "internal",
-            format!("a document task failed: {e}"),
-        );
-        let job = Job {
-            input: Err(documents::Failed {
-                id: "?".into(),
-                source: "?".into(),
-                reason: e.to_string(),
-            }),
-            inbox_file: None,
-            resumable: false,
-            ticket: None,
-        };
-        (job, record)
+            "the host panicked while processing this document; please report it".into(),
+        )
     })
 }
 
