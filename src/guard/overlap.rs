@@ -286,26 +286,27 @@ const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// The id of the word `bytes[start..end]` (there are at least eight bytes after `end`).
+///
+/// A word of up to eight bytes (most of them) is its zero-padded block mixed once, which
+/// keeps distinct short words distinct (words hold no zero byte, and each step can be
+/// undone); a longer one is hashed a block at a time with its length.
 #[inline]
 fn word_hash(bytes: &[u8], start: usize, end: usize) -> u64 {
-    let mut hash = SEED;
-    let mut at = start;
-    loop {
-        let block = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight"));
-        let left = end - at;
-        if left >= 8 {
-            hash = (hash ^ block).wrapping_mul(K).rotate_left(27);
-            at += 8;
-            if left == 8 {
-                break;
-            }
-        } else {
-            let block = block & (u64::MAX >> (64 - 8 * left));
-            hash = (hash ^ block).wrapping_mul(K).rotate_left(27);
-            break;
-        }
+    let block = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight"));
+    let len = end - start;
+    if len <= 8 {
+        let h = (block(start) & (u64::MAX >> (64 - 8 * len)) ^ SEED).wrapping_mul(K);
+        return h ^ (h >> 29);
     }
-    let h = (hash ^ (end - start) as u64).wrapping_mul(K);
+    let mut hash = SEED.rotate_left(32);
+    let mut at = start;
+    while end - at > 8 {
+        hash = (hash ^ block(at)).wrapping_mul(K).rotate_left(27);
+        at += 8;
+    }
+    let last = block(at) & (u64::MAX >> (64 - 8 * (end - at)));
+    hash = (hash ^ last).wrapping_mul(K).rotate_left(27);
+    let h = (hash ^ len as u64).wrapping_mul(K);
     h ^ (h >> 29)
 }
 
