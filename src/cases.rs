@@ -99,7 +99,7 @@ pub fn read(path: &Path) -> Result<Vec<Case>, CasesError> {
             id: id.clone(),
             path: None,
             name: d["name"].as_str().unwrap_or(&id).to_owned(),
-            text: text.to_owned(),
+            text: text.into(),
             kind: d["kind"].as_str().unwrap_or("txt").to_owned(),
             meta: d["meta"].as_object().cloned().unwrap_or_default(),
             unread: None,

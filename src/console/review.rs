@@ -288,7 +288,7 @@ pub fn document(item: &Item) -> Option<String> {
         None => crate::documents::read_file(path, crate::documents::DEFAULT_MAX_BYTES)
             .ok()
             .and_then(|d| d.extracted().ok())
-            .map(|d| d.text),
+            .map(|d| d.text.to_string()),
     }
 }
 

@@ -195,6 +195,23 @@ pub fn new_engine(limits: &Limits) -> Engine {
     engine
 }
 
+/// The script's `doc`: the document's fields, its text shared (not copied: a long contract
+/// is read once), and `doc.images`, the page images of a scan or photo (empty for text).
+fn doc_value(doc: &Document) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    let mut map = rhai::Map::new();
+    map.insert("id".into(), doc.id.clone().into());
+    if let Some(path) = &doc.path {
+        map.insert("path".into(), path.clone().into());
+    }
+    map.insert("name".into(), doc.name.clone().into());
+    map.insert("text".into(), doc.text.clone().into());
+    map.insert("kind".into(), doc.kind.clone().into());
+    map.insert("meta".into(), rhai::serde::to_dynamic(&doc.meta)?);
+    let images: rhai::Array = doc.images.iter().cloned().map(Dynamic::from).collect();
+    map.insert("images".into(), images.into());
+    Ok(map.into())
+}
+
 /// Runs `process(doc)` for one document and turns whatever happens into a record.
 /// Never panics on script or model failures: those are the record's `error`.
 pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Document>) -> Record {
@@ -214,12 +231,7 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
         counted_for_cloud: std::sync::atomic::AtomicBool::new(false),
     });
     let watch = budget::Watch::start(&bundle.limits);
-    let outcome = rhai::serde::to_dynamic(&**doc).and_then(|mut doc_value| {
-        // `doc.images`: the page images of a scan or photo (empty for text).
-        if let Some(mut map) = doc_value.write_lock::<rhai::Map>() {
-            let images: rhai::Array = doc.images.iter().cloned().map(Dynamic::from).collect();
-            map.insert("images".into(), images.into());
-        }
+    let outcome = doc_value(doc).and_then(|doc_value| {
         let mut scope = Scope::new();
         let options = CallFnOptions::new().with_tag(ctx.clone());
         bundle.engine.call_fn_with_options::<Dynamic>(
@@ -273,5 +285,40 @@ pub fn run_document(bundle: &Bundle, services: &Arc<Services>, doc: &Arc<Documen
         version: bundle.version.clone(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         at: crate::audit::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_doc_has_every_field_and_shares_the_text() {
+        let doc = crate::documents::from_json(
+            br#"{"id": "c-1", "text": "Cl\u00e1usula primera.", "meta": {"cliente": "Andino", "pages": 2}}"#,
+            "inbox/c-1.jsonl",
+        )
+        .unwrap();
+        let value = doc_value(&doc).unwrap();
+        let map = value.read_lock::<rhai::Map>().unwrap();
+        // What the document serialises to, and `images`.
+        let serialised = rhai::serde::to_dynamic(&doc).unwrap();
+        let mut expected: Vec<String> = serialised
+            .read_lock::<rhai::Map>()
+            .unwrap()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        expected.push("images".into());
+        expected.sort();
+        let keys: Vec<String> = map.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys, expected);
+        let text = map["text"].clone().into_immutable_string().unwrap();
+        assert_eq!(text.as_str(), "Cláusula primera.");
+        assert!(std::ptr::eq(text.as_str(), doc.text.as_str()), "a copy");
+        assert_eq!(
+            rhai::serde::from_dynamic::<Value>(&map["meta"]).unwrap(),
+            serde_json::json!({"cliente": "Andino", "pages": 2})
+        );
     }
 }
