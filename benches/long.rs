@@ -188,7 +188,7 @@ fn guard_per_document(root: &Path) {
                 id: format!("c{i}"),
                 path: None,
                 name: format!("c{i}.txt"),
-                text: contract(i, bytes),
+                text: contract(i, bytes).into(),
                 kind: "txt".into(),
                 meta: Default::default(),
                 unread: None,
