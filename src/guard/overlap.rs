@@ -130,10 +130,9 @@ struct Block16 {
 #[inline]
 fn fold_ascii16(chunk: [u8; 16]) -> Block16 {
     use std::arch::x86_64::*;
-    let block = u128::from_le_bytes(chunk);
+    let x = register(chunk);
     // SAFETY: SSE2 is part of every x86_64 target; these touch registers only.
     unsafe {
-        let x = _mm_set_epi64x((block >> 64) as i64, block as i64);
         let splat = |b: u8| _mm_set1_epi8(b as i8);
         let within = |v, from: u8, to: u8| {
             _mm_and_si128(
@@ -268,12 +267,18 @@ fn hash_words(folded: &mut Vec<u8>, out: &mut Vec<u64>) {
 #[inline]
 fn breaks16(chunk: [u8; 16]) -> u32 {
     use std::arch::x86_64::*;
-    let block = u128::from_le_bytes(chunk);
+    let x = register(chunk);
     // SAFETY: SSE2 is part of every x86_64 target; these touch registers only.
-    unsafe {
-        let x = _mm_set_epi64x((block >> 64) as i64, block as i64);
-        _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128())) as u32
-    }
+    unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128())) as u32 }
+}
+
+/// Sixteen bytes in an SSE2 register.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn register(chunk: [u8; 16]) -> std::arch::x86_64::__m128i {
+    let block = u128::from_le_bytes(chunk);
+    // SAFETY: SSE2 is part of every x86_64 target; this touches registers only.
+    unsafe { std::arch::x86_64::_mm_set_epi64x((block >> 64) as i64, block as i64) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
