@@ -1,8 +1,8 @@
 //! The Rhai side: the engine every pipeline script runs in, and the per-document context
 //! its host functions (`local`, `cloud`, `validate`, `both`, `emit`, `sampled`) reach through.
 //!
-//! Rhai is synchronous, so each document runs on a blocking thread and host functions block
-//! until a model answers ([`wait`] says on which runtime). The document's context travels as the call's *tag*, so
+//! Rhai is synchronous, so each document runs on one of the runner's document threads and
+//! host functions block until a model answers ([`wait`] says on which runtime). The document's context travels as the call's *tag*, so
 //! one compiled engine serves every document at once.
 
 mod both;

@@ -1,6 +1,6 @@
 //! How a document's thread waits for a model call.
 //!
-//! A document runs on one blocking thread (Rhai is synchronous), so each `local()` or
+//! A document runs on one thread (Rhai is synchronous), so each `local()` or
 //! `cloud()` blocks that thread until the answer is in. Blocking on the shared runtime costs
 //! thread hand-offs on every call: the request goes to a worker that owns the connection, the
 //! worker waits on the socket, the answer comes back — four context switches or more per
