@@ -195,14 +195,75 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Input {
             format!("file is {len} bytes, over the {max_bytes}-byte limit"),
         ));
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| failed_path(path, format!("cannot read: {e}")))?;
-    if bytes.is_empty() {
-        return Err(failed_path(path, "file is empty".into()));
+    let kind = extension(Path::new(&name));
+    if is_extracted_later(&kind) || len > READ_BUFFER_MAX {
+        let mut bytes = Vec::with_capacity(len as usize);
+        read_whole(file, max_bytes, &mut bytes).map_err(|reason| failed_path(path, reason))?;
+        return read_later(shown.clone(), Some(shown), name, bytes)
+            .map_err(|reason| failed_path(path, reason));
     }
-    read_later(shown.clone(), Some(shown), name, bytes).map_err(|reason| failed_path(path, reason))
+    // Text is read into this thread's buffer and copied once into the document's string:
+    // a Rhai string cannot take over a buffer (`ImmutableString::from(String)` copies too),
+    // and a buffer used again is already in memory, where a fresh one is new pages.
+    let mut buffer = READ_BUFFER.take();
+    buffer.clear();
+    buffer.reserve(len as usize + 1);
+    let read = read_whole(file, max_bytes, &mut buffer)
+        .and_then(|()| checked_text(&buffer).map(rhai::ImmutableString::from))
+        .map(|text| text_document(shown.clone(), Some(shown), name, kind, text))
+        .map_err(|reason| failed_path(path, reason));
+    if buffer.capacity() <= READ_BUFFER_MAX as usize {
+        READ_BUFFER.set(buffer);
+    }
+    read
+}
+
+/// The largest file read through a thread's kept buffer (see [`read_file`]).
+const READ_BUFFER_MAX: u64 = 1 << 20;
+
+thread_local! {
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Reads `file` to its end into `bytes`, refusing more than `max_bytes` and an empty file.
+fn read_whole(file: std::fs::File, max_bytes: u64, bytes: &mut Vec<u8>) -> Result<(), String> {
+    file.take(max_bytes + 1)
+        .read_to_end(bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.is_empty() {
+        return Err("file is empty".into());
+    }
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!(
+            "file grew past the {max_bytes}-byte limit while being read"
+        ));
+    }
+    Ok(())
+}
+
+/// PDFs, e-mails and images: their text (or pages) is extracted in the document's own job.
+fn is_extracted_later(kind: &str) -> bool {
+    kind == "pdf" || kind == "eml" || crate::images::KINDS.contains(&kind)
+}
+
+/// A text document.
+fn text_document(
+    id: String,
+    path: Option<String>,
+    name: String,
+    kind: String,
+    text: rhai::ImmutableString,
+) -> Document {
+    Document {
+        id,
+        path,
+        name,
+        text,
+        kind,
+        meta: Map::new(),
+        unread: None,
+        images: Vec::new(),
+    }
 }
 
 /// A document from a file's bytes, with a PDF's or an e-mail's text left to extract in the
@@ -214,29 +275,14 @@ pub fn read_later(
     bytes: Vec<u8>,
 ) -> Result<Document, String> {
     let kind = extension(Path::new(&name));
-    if kind == "pdf" || kind == "eml" || crate::images::KINDS.contains(&kind.as_str()) {
+    if is_extracted_later(&kind) {
         return Ok(Document {
-            id,
-            path,
-            name,
-            text: Default::default(),
-            kind,
-            meta: Map::new(),
             unread: Some(std::sync::Arc::new(bytes)),
-            images: Vec::new(),
+            ..text_document(id, path, name, kind, Default::default())
         });
     }
-    // Text keeps the buffer it was read into.
-    Ok(Document {
-        id,
-        path,
-        name,
-        text: decode_text_owned(bytes)?.into(),
-        kind,
-        meta: Map::new(),
-        unread: None,
-        images: Vec::new(),
-    })
+    let text = checked_text(&bytes)?.into();
+    Ok(text_document(id, path, name, kind, text))
 }
 
 /// A document from a file's bytes (text, PDF or e-mail, by the extension of `name`), as it
@@ -332,16 +378,6 @@ pub fn regular_file(path: &Path) -> Result<(), String> {
 /// Text must be UTF-8 without NUL bytes; anything else is most likely binary.
 fn decode_text(bytes: &[u8]) -> Result<String, String> {
     checked_text(bytes).map(str::to_owned)
-}
-
-/// [`decode_text`] of bytes it may keep: the text is the same buffer, not a copy.
-fn decode_text_owned(mut bytes: Vec<u8>) -> Result<String, String> {
-    let bom = checked_text(&bytes)?.len() < bytes.len();
-    if bom {
-        bytes.drain(..3);
-    }
-    // SAFETY: `checked_text` found these bytes (less a leading BOM, now removed) to be UTF-8.
-    Ok(unsafe { String::from_utf8_unchecked(bytes) })
 }
 
 /// The text of `bytes` (less a UTF-8 BOM), or why they are not a text document.
@@ -502,8 +538,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_read_into_a_buffer_keeps_it_and_checks_it_as_a_copy_would() {
-        let cases: [&[u8]; 6] = [
+    fn text_files_read_through_the_thread_buffer_match_bytes_read_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "cláusula ".repeat(2000);
+        let cases: [&[u8]; 7] = [
+            long.as_bytes(),
             b"cl\xC3\xA1usula",
             b"\xEF\xBB\xBFcl\xC3\xA1usula",
             b"\xEF\xBB\xBF",
@@ -511,18 +550,39 @@ mod tests {
             b"nul \0 here",
             b"",
         ];
-        for bytes in cases {
-            assert_eq!(
-                decode_text_owned(bytes.to_vec()),
-                decode_text(bytes),
-                "{bytes:?}"
-            );
+        for (i, bytes) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.txt"));
+            std::fs::write(&path, bytes).unwrap();
+            let from_file = read_file(&path, DEFAULT_MAX_BYTES)
+                .map(|d| d.text.to_string())
+                .map_err(|f| f.reason);
+            if bytes.is_empty() {
+                assert_eq!(from_file.unwrap_err(), "file is empty");
+                continue;
+            }
+            let from_bytes = read_later("x".into(), None, "x.txt".into(), bytes.to_vec())
+                .map(|d| d.text.to_string());
+            assert_eq!(from_file, from_bytes, "{bytes:?}");
+            assert_eq!(from_bytes, decode_text(bytes), "{bytes:?}");
         }
-        assert_eq!(
-            decode_text_owned(b"\xEF\xBB\xBFhola".to_vec()).unwrap(),
-            "hola"
-        );
+        let hola = dir.path().join("hola.txt");
+        std::fs::write(&hola, b"\xEF\xBB\xBFhola").unwrap();
+        assert_eq!(read_file(&hola, DEFAULT_MAX_BYTES).unwrap().text, "hola");
         assert!(decode_text(b"bad \xC3(").unwrap_err().contains("offset 4"));
+    }
+
+    #[test]
+    fn a_file_over_the_byte_limit_is_refused_and_one_at_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.txt");
+        std::fs::write(&path, "x".repeat(100)).unwrap();
+        let refused = read_file(&path, 99).unwrap_err();
+        assert!(
+            refused.reason.contains("over the 99-byte limit"),
+            "{}",
+            refused.reason
+        );
+        assert!(read_file(&path, 100).is_ok());
     }
 
     fn collect(sources: &[Source]) -> Vec<Input> {
