@@ -883,6 +883,33 @@ mod tests {
     }
 
     #[test]
+    fn words_split_alike_across_blocks_and_runs_of_breaks() {
+        // Words and runs of breaks of every length from one to twenty, so each lands on
+        // every position of a sixteen-byte block and many cross from one block to the next.
+        let mut seed = 7u32;
+        let mut next = |n: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) % n
+        };
+        for _ in 0..200 {
+            let (mut text, mut words) = (String::new(), Vec::new());
+            for _ in 0..next(12) {
+                // At least one break between words; the text may start with a word.
+                let breaks = next(4) as usize + usize::from(!text.is_empty());
+                text.push_str(&" .,\n-"[..next(5) as usize + 1].repeat(breaks));
+                let word: String = (0..next(20) + 1)
+                    .map(|_| char::from(b'a' + next(26) as u8))
+                    .collect();
+                text.push_str(&word);
+                words.push(word);
+            }
+            text.push_str(&".".repeat(next(3) as usize));
+            let alone: Vec<u64> = words.iter().flat_map(|w| ids(w)).collect();
+            assert_eq!(ids(&text), alone, "{text:?}");
+        }
+    }
+
+    #[test]
     fn the_latin_table_folds_as_the_unicode_tables_do() {
         let reference = |text: &str| {
             let (mut folded, mut out) = (Vec::new(), Vec::new());
