@@ -15,7 +15,7 @@ use crate::documents;
 use crate::host::Services;
 use crate::models;
 use crate::pipeline::{self, Declared};
-use crate::runner::{self, RunOptions};
+use crate::runner::{self, RunOptions, DOCUMENT_STACK};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -865,8 +865,6 @@ fn review_command(args: ReviewArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(wait_for_signal());
     Ok(ExitCode::SUCCESS)
 }
-
-use crate::runner::DOCUMENT_STACK;
 
 /// With `--watch`, a new version must pass the pipeline's cases (NAME.cases.jsonl, read at
 /// each reload so edits to them count) before it is swapped in.

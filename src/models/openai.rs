@@ -801,6 +801,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn wire_json_is_what_serde_json_writes() {
         let mut text = String::new();
@@ -819,15 +821,13 @@ mod tests {
         ];
         for value in values {
             let mut ours = Vec::new();
-            super::write_json(&value, &mut ours);
+            write_json(&value, &mut ours);
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(&value).unwrap()
             );
         }
     }
-
-    use super::*;
 
     #[test]
     fn conflicts_are_retried_and_the_server_can_say_otherwise() {
