@@ -199,6 +199,30 @@ impl OpenAiBackend {
                 retry_after: None,
             };
         }
+        if status.is_redirection() {
+            // What is sent goes to the configured endpoint and nowhere else: the client does
+            // not follow redirects, so a checked, audited payload cannot be forwarded to a
+            // host nobody approved.
+            let location = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(
+                    || "(no Location given)".to_owned(),
+                    |l| self.scrub(l.to_owned()),
+                );
+            let mut err = ModelError::new(
+                ErrorKind::NotConfigured,
+                format!(
+                    "{} answered {status}, sending the request on to {location}\n\
+                     hint: hybrid sends only to the configured URL and does not follow \
+                     redirects; if that address is the endpoint you mean, configure it as \
+                     the base URL",
+                    self.label
+                ),
+            );
+            err.request_id = request_id;
+            return Attempt::failed(err, false, None);
+        }
         let (code, message) = error_fields(&text);
         // Scrub before cutting: a cut through the key would leave its prefix behind.
         let message = truncate(&self.scrub(message.unwrap_or_else(|| text.clone())), 300);
@@ -507,6 +531,8 @@ fn client(cfg: &EndpointConfig) -> Result<reqwest::Client, ModelError> {
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("hybrid/", env!("CARGO_PKG_VERSION")))
+        // A redirect is answered as an error (see `attempt`), never followed.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| {
             ModelError::new(

@@ -135,6 +135,25 @@ fn client_errors_and_exhausted_quota_are_not_retried() {
 }
 
 #[test]
+fn a_redirect_is_an_error_and_the_payload_goes_nowhere_else() {
+    // What leaves goes to the configured endpoint only: an endpoint that answers "307, send
+    // it over there" must not get the checked payload delivered to a host nobody approved.
+    let elsewhere = StubServer::conforming(Duration::ZERO);
+    let target = format!("{}/chat/completions", elsewhere.url());
+    let server = StubServer::start(move |_, _| Reply::status(307, "").header("location", &target));
+    let p = project(CATCHING);
+    let done = run_one(&p, &server, &["--max-retries", "2"]).expect_code(0);
+    let r = done.record("d1");
+    assert_eq!(r["result"]["failed"], "not_configured");
+    let message = r["result"]["message"].as_str().unwrap();
+    assert!(message.contains("307"), "{message}");
+    assert!(message.contains(&elsewhere.url()), "{message}");
+    assert!(message.contains("hint:"), "{message}");
+    assert_eq!(server.requests().len(), 1, "a redirect was retried");
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed");
+}
+
+#[test]
 fn conflicts_are_retried_and_the_server_can_forbid_or_ask_for_a_retry() {
     // 409 is retried, as the official SDKs do.
     let p = project(CATCHING);
