@@ -158,15 +158,24 @@ impl OpenAiBackend {
             }
         };
         let status = response.status();
-        let headers = response.headers().clone();
-        self.limiter
-            .observe(status, &headers, retry_after(&headers));
+        // What the headers say, read before the body takes the response.
+        let headers = response.headers();
+        let wait = retry_after(headers);
+        self.limiter.observe(status, headers, wait);
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let text = match response.text().await {
-            Ok(t) => t,
+        let server_retry = should_retry(headers);
+        let location = status.is_redirection().then(|| {
+            headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "(no Location given)".to_owned(), str::to_owned)
+        });
+        // JSON is UTF-8 (RFC 8259): no charset to look up from the content type.
+        let text = match response.bytes().await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) => {
                 let kind = if e.is_timeout() {
                     ErrorKind::Timeout
@@ -199,17 +208,11 @@ impl OpenAiBackend {
                 retry_after: None,
             };
         }
-        if status.is_redirection() {
+        if let Some(location) = location {
             // What is sent goes to the configured endpoint and nowhere else: the client does
             // not follow redirects, so a checked, audited payload cannot be forwarded to a
             // host nobody approved.
-            let location = headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(
-                    || "(no Location given)".to_owned(),
-                    |l| self.scrub(l.to_owned()),
-                );
+            let location = self.scrub(location);
             let mut err = ModelError::new(
                 ErrorKind::NotConfigured,
                 format!(
@@ -228,13 +231,13 @@ impl OpenAiBackend {
         let message = truncate(&self.scrub(message.unwrap_or_else(|| text.clone())), 300);
         let (kind, retryable, hint) = classify(status, code.as_deref());
         // The API's own word on retrying wins, as in the official SDKs.
-        let retryable = should_retry(&headers).unwrap_or(retryable);
+        let retryable = server_retry.unwrap_or(retryable);
         let mut err = ModelError::new(
             kind,
             format!("{} answered {status}: {message}{hint}", self.label),
         );
         err.request_id = request_id;
-        Attempt::failed(err, retryable, retry_after(&headers))
+        Attempt::failed(err, retryable, wait)
     }
 
     fn parse_success(&self, text: &str) -> Result<ModelResponse, ModelError> {
