@@ -125,6 +125,9 @@ pub struct LocalFile {
     pub max_num_seqs: Option<usize>,
     pub cache_dir: Option<PathBuf>,
     pub base_url: Option<String>,
+    /// Let `base_url` be at a public address: `local()` sends whole documents, so by default
+    /// its server must be on this machine or the operator's own network.
+    pub allow_remote: Option<bool>,
     pub api_key_env: Option<String>,
     pub timeout_secs: Option<f64>,
     pub max_retries: Option<u32>,
@@ -277,6 +280,9 @@ pub struct EndpointConfig {
     pub tpm: Option<u32>,
     pub service_tier: Option<String>,
     pub flex_fallback: bool,
+    /// Only an address on this machine or the operator's network will do (the local server;
+    /// see `models::on_site`).
+    pub on_site_only: bool,
 }
 
 impl EndpointConfig {
@@ -448,6 +454,7 @@ impl Config {
                 }
             },
             flex_fallback: c.flex_fallback.unwrap_or(false),
+            on_site_only: false,
         };
 
         let l = &file.local;
@@ -513,6 +520,7 @@ impl Config {
                     tpm: l.tpm,
                     service_tier: None,
                     flex_fallback: false,
+                    on_site_only: !l.allow_remote.unwrap_or(false),
                 })
             }
             other => {

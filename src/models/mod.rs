@@ -7,6 +7,7 @@
 pub mod dry_run;
 pub mod limiter;
 pub mod mistral;
+pub mod on_site;
 pub mod openai;
 pub mod tiny;
 

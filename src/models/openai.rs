@@ -36,6 +36,8 @@ pub struct OpenAiBackend {
     /// The Chat Completions URL, parsed once (reqwest parses a URL given as text on every
     /// request), or why the base URL does not make one.
     url: Result<reqwest::Url, String>,
+    /// A local server's host and the addresses checked at start: the only ones connected to.
+    pinned: Option<(String, Vec<std::net::SocketAddr>)>,
 }
 
 thread_local! {
@@ -49,8 +51,14 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 impl OpenAiBackend {
     pub fn new(label: &'static str, cfg: EndpointConfig) -> Result<Self, ModelError> {
+        let pinned = if cfg.on_site_only {
+            super::on_site::check(&cfg.base_url)
+                .map_err(|why| ModelError::new(ErrorKind::NotConfigured, why))?
+        } else {
+            None
+        };
         // Built once here so a configuration the client refuses fails at start, not per call.
-        client(&cfg)?;
+        client(&cfg, pinned.as_ref())?;
         let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
         let url = reqwest::Url::parse(&url).map_err(|e| format!("`{url}` is not a URL: {e}"));
         Ok(OpenAiBackend {
@@ -60,6 +68,7 @@ impl OpenAiBackend {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             warned: Mutex::new(HashSet::new()),
             url,
+            pinned,
         })
     }
 
@@ -75,7 +84,7 @@ impl OpenAiBackend {
         if let Some(client) = found {
             return Ok(client);
         }
-        let made = client(&self.cfg)?;
+        let made = client(&self.cfg, self.pinned.as_ref())?;
         CLIENTS.with(|clients| clients.borrow_mut().push((self.id, made.clone())));
         Ok(made)
     }
@@ -522,13 +531,21 @@ impl Attempt {
     }
 }
 
-fn client(cfg: &EndpointConfig) -> Result<reqwest::Client, ModelError> {
+/// A client for `cfg`'s endpoint; with `pinned`, that host is reached at those addresses only.
+fn client(
+    cfg: &EndpointConfig,
+    pinned: Option<&(String, Vec<std::net::SocketAddr>)>,
+) -> Result<reqwest::Client, ModelError> {
     let builder = match tls() {
         Ok(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls.clone()),
         Err(err) => {
             tracing::debug!("shared TLS settings unavailable ({err}); the client makes its own");
             reqwest::Client::builder()
         }
+    };
+    let builder = match pinned {
+        Some((host, addrs)) => builder.resolve_to_addrs(host, addrs),
+        None => builder,
     };
     builder
         .timeout(cfg.timeout)

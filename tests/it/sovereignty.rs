@@ -402,3 +402,52 @@ fn audit_can_keep_only_payload_hashes() {
     }
     assert_eq!(audit[0]["payload_sha256"], audit[1]["payload_sha256"]);
 }
+
+#[test]
+fn a_local_server_at_a_public_address_is_refused_at_start() {
+    // local() sends whole documents, unguarded: its server must be at home.
+    let p = Project::new();
+    p.write(
+        "scripts/s.rhai",
+        "fn process(doc) {\n    local(doc.text)\n}\n",
+    );
+    for url in ["http://192.0.2.7:11434/v1", "https://8.8.8.8/v1"] {
+        let done = p
+            .hybrid(&[
+                "run",
+                "scripts/s.rhai",
+                "-",
+                "--local-url",
+                url,
+                "--cloud",
+                "dry-run",
+            ])
+            .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
+            .output()
+            .expect_code(1);
+        let err = done.stderr();
+        assert!(err.contains("public address"), "{err}");
+        assert!(err.contains("allow_remote = true"), "{err}");
+        assert!(done.records().is_empty(), "{}", done.stdout());
+    }
+    // Saying the server is the operator's own lets it start (the call then fails on its own).
+    p.write(
+        "hybrid.toml",
+        "[local]\nbase_url = \"http://192.0.2.7:9/v1\"\nallow_remote = true\ntimeout_secs = 1\nmax_retries = 0\n",
+    );
+    let done = p
+        .hybrid(&["run", "scripts/s.rhai", "-", "--cloud", "dry-run"])
+        .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
+        .output();
+    assert!(
+        !done.stderr().contains("public address"),
+        "{}",
+        done.stderr()
+    );
+    let kind = done.record("d1")["error"]["kind"].clone();
+    assert!(
+        kind == "timeout" || kind == "connection",
+        "{kind}: {}",
+        done.stderr()
+    );
+}
