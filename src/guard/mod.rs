@@ -371,7 +371,8 @@ impl Guard {
         window: Option<&mut overlap::Window>,
     ) -> Result<Vec<Redaction>, Blocked> {
         if let Some(window) = window.filter(|_| self.checks_overlap()) {
-            let readings: Vec<&[u64]> = scan.extra.iter().map(|(_, r)| r.as_slice()).collect();
+            let readings: Vec<&[overlap::WordId]> =
+                scan.extra.iter().map(|(_, r)| r.as_slice()).collect();
             let (verdict, stretches) = window.check(&scan.joined, &readings);
             if verdict.longest > self.max_shared_words {
                 let field = match (verdict.at, verdict.reading) {
@@ -511,9 +512,9 @@ fn pointer_token(key: &str) -> String {
 /// What walking a schema's `response_format` gave, for [`Guard::check_wire`] to reuse.
 #[derive(Debug)]
 struct FormatScan {
-    joined: Vec<u64>,
+    joined: Vec<overlap::WordId>,
     fields: Vec<(usize, String)>,
-    extra: Vec<(String, Vec<u64>)>,
+    extra: Vec<(String, Vec<overlap::WordId>)>,
 }
 
 /// Schemas' walks kept per guard (see [`Guard::format_scan`]).
@@ -526,12 +527,12 @@ struct BodyScan<'g> {
     guard: &'g Guard,
     redactions: Vec<Redaction>,
     /// Every string's words, in body order.
-    joined: Vec<u64>,
+    joined: Vec<overlap::WordId>,
     /// Where each field's words start in `joined`, and the field's name.
     fields: Vec<(usize, String)>,
     /// Other readings of the strings, with the field they come from: reversed, decoded from
     /// base64 or hex, and the input's values without its keys.
-    extra: Vec<(String, Vec<u64>)>,
+    extra: Vec<(String, Vec<overlap::WordId>)>,
     /// Collect words (only when the overlap rule runs).
     words: bool,
 }

@@ -16,6 +16,10 @@ use std::sync::LazyLock;
 
 use unicode_normalization::char::is_combining_mark;
 
+/// A word's id: 32 bits of its hash. Two different words sharing one can only make a shared
+/// run look a word longer, never hide one.
+pub type WordId = u32;
+
 /// Word windows the index is keyed by. A shared run shorter than this is not tracked: short
 /// runs are names, dates and set phrases that extracted fields legitimately repeat.
 pub const SHINGLE: usize = 4;
@@ -33,7 +37,7 @@ const MAX_CANDIDATES: usize = 64;
 ///
 /// Cost: linear in `text`, about 0.85 ns a byte on a Spanish contract (`BENCH_ONLY=index
 /// cargo bench --profile dev --bench long`).
-pub fn word_ids(text: &str, out: &mut Vec<u64>) {
+pub fn word_ids(text: &str, out: &mut Vec<WordId>) {
     with_folded(|folded| {
         fold_text(text, folded);
         hash_words(folded, out);
@@ -41,7 +45,7 @@ pub fn word_ids(text: &str, out: &mut Vec<u64>) {
 }
 
 /// [`word_ids`] of several texts read one after the other, each ending a word.
-fn word_ids_of_parts(parts: &[&str], out: &mut Vec<u64>) {
+fn word_ids_of_parts(parts: &[&str], out: &mut Vec<WordId>) {
     with_folded(|folded| {
         for part in parts {
             fold_text(part, folded);
@@ -52,7 +56,7 @@ fn word_ids_of_parts(parts: &[&str], out: &mut Vec<u64>) {
 }
 
 /// [`word_ids`] of any run of characters (`text.chars().rev()` reads it backwards).
-pub fn fold_chars(chars: impl Iterator<Item = char>, out: &mut Vec<u64>) {
+pub fn fold_chars(chars: impl Iterator<Item = char>, out: &mut Vec<WordId>) {
     with_folded(|folded| {
         chars.for_each(|c| fold_any(c, folded));
         hash_words(folded, out);
@@ -236,7 +240,7 @@ fn fold_one(text: &str, i: usize, folded: &mut Vec<u8>) -> usize {
 /// to `out`. A word's bytes are read eight at a time as a little-endian block, zero-padded,
 /// and each block mixed in once: a per-byte multiply chain would be the slowest part of
 /// reading a long document.
-fn hash_words(folded: &mut Vec<u8>, out: &mut Vec<u64>) {
+fn hash_words(folded: &mut Vec<u8>, out: &mut Vec<WordId>) {
     let len = folded.len();
     // A break at the end, and padding so the last block and a word's last eight bytes can
     // be read whole.
@@ -292,16 +296,16 @@ const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// The id of the word `bytes[start..end]` (there are at least eight bytes after `end`).
 ///
-/// A word of up to eight bytes (most of them) is its zero-padded block mixed once, which
-/// keeps distinct short words distinct (words hold no zero byte, and each step can be
-/// undone); a longer one is hashed a block at a time with its length.
+/// A word of up to eight bytes (most of them) is its zero-padded block mixed once by a
+/// multiply, whose high half is the id; a longer one is hashed a block at a time with its
+/// length.
 #[inline]
-fn word_hash(bytes: &[u8], start: usize, end: usize) -> u64 {
+fn word_hash(bytes: &[u8], start: usize, end: usize) -> WordId {
     let block = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight"));
     let len = end - start;
     if len <= 8 {
         let h = (block(start) & (u64::MAX >> (64 - 8 * len)) ^ SEED).wrapping_mul(K);
-        return h ^ (h >> 29);
+        return (h >> 32) as WordId;
     }
     let mut hash = SEED.rotate_left(32);
     let mut at = start;
@@ -312,7 +316,7 @@ fn word_hash(bytes: &[u8], start: usize, end: usize) -> u64 {
     let last = block(at) & (u64::MAX >> (64 - 8 * (end - at)));
     hash = (hash ^ last).wrapping_mul(K).rotate_left(27);
     let h = (hash ^ len as u64).wrapping_mul(K);
-    h ^ (h >> 29)
+    (h >> 32) as WordId
 }
 
 /// Where [`LATIN`] ends: Latin-1, Latin Extended-A and B (the accents of Spanish, Portuguese
@@ -418,12 +422,13 @@ fn fold_char(c: char, folded: &mut Vec<u8>) {
     }
 }
 
-/// A window's hash: its words' ids (already well mixed) rotated apart and combined, which is
-/// enough to spread windows over the table (a slot's window is compared word by word).
-fn window_hash(ids: &[u64]) -> u64 {
-    ids.iter()
-        .enumerate()
-        .fold(0, |h, (i, &id)| h ^ id.rotate_left(17 * i as u32))
+/// A window's hash: its four words' ids (already well mixed) packed two to a word, rotated
+/// apart and combined, which is enough to spread windows over the table (a slot's window is
+/// compared word by word).
+fn window_hash(ids: &[WordId]) -> u64 {
+    const _: () = assert!(SHINGLE == 4, "window_hash reads four ids");
+    let pair = |i: usize| u64::from(ids[i]) | u64::from(ids[i + 1]) << 32;
+    pair(0) ^ pair(2).rotate_left(29)
 }
 
 /// Window → the last position it starts at, open-addressed over positions only: a slot holds
@@ -445,12 +450,12 @@ impl WindowTable {
         }
     }
 
-    fn slot(&self, window: &[u64]) -> usize {
+    fn slot(&self, window: &[WordId]) -> usize {
         (window_hash(window).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
     /// Records `at` as the last start of its window; returns the one before it, or `NONE`.
-    fn insert(&mut self, words: &[u64], at: usize) -> u32 {
+    fn insert(&mut self, words: &[WordId], at: usize) -> u32 {
         let window = &words[at..at + SHINGLE];
         let mask = self.slots.len() - 1;
         let mut i = self.slot(window);
@@ -469,7 +474,7 @@ impl WindowTable {
     }
 
     /// The last position `window` starts at in `words`, or `NONE`.
-    fn get(&self, words: &[u64], window: &[u64]) -> u32 {
+    fn get(&self, words: &[WordId], window: &[WordId]) -> u32 {
         let mask = self.slots.len() - 1;
         let mut i = self.slot(window);
         loop {
@@ -484,7 +489,7 @@ impl WindowTable {
 
 /// A document's words, indexed by every window of `SHINGLE` words.
 pub struct SourceIndex {
-    words: Vec<u64>,
+    words: Vec<WordId>,
     /// Window → the last position it starts at; `previous` chains the earlier ones.
     last: WindowTable,
     previous: Vec<u32>,
@@ -496,7 +501,7 @@ const NONE: u32 = u32::MAX;
 /// few hundred kilobytes: fresh from the system allocator, that memory is new pages, and
 /// faulting them in cost a fifth of indexing a 100 KB contract. Buffers past
 /// [`SPARE_MAX_BYTES`] are let go.
-type Buffers = (Vec<u64>, Vec<u32>, Vec<u32>);
+type Buffers = (Vec<WordId>, Vec<u32>, Vec<u32>);
 
 thread_local! {
     static SPARE: std::cell::RefCell<Option<Buffers>> = const { std::cell::RefCell::new(None) };
@@ -507,7 +512,7 @@ const SPARE_MAX_BYTES: usize = 8 << 20;
 impl Drop for SourceIndex {
     fn drop(&mut self) {
         let bytes =
-            self.words.capacity() * 8 + (self.last.slots.capacity() + self.previous.capacity()) * 4;
+            self.words.capacity() * 4 + (self.last.slots.capacity() + self.previous.capacity()) * 4;
         if bytes > SPARE_MAX_BYTES {
             return;
         }
@@ -558,7 +563,7 @@ impl SourceIndex {
 
     /// Every maximal run of `SHINGLE` or more consecutive words that `payload` shares with the
     /// document: where it is in the payload and in the document.
-    pub fn runs(&self, payload: &[u64]) -> Vec<Run> {
+    pub fn runs(&self, payload: &[WordId]) -> Vec<Run> {
         let mut runs = Vec::new();
         if payload.len() < SHINGLE || self.words.len() < SHINGLE {
             return runs;
@@ -619,7 +624,7 @@ pub struct Window {
     pub index: SourceIndex,
     /// Disjoint, sorted stretches of the document (word positions) that already left.
     sent: Vec<Range<u32>>,
-    tail: Vec<u64>,
+    tail: Vec<WordId>,
 }
 
 /// The verdict on one request.
@@ -653,7 +658,7 @@ impl Window {
     /// Checks a request's words (`joined`: every string of it, in order) and any `extra`
     /// readings of it (reversed, decoded) against the document and what already left.
     /// Returns the longest stretch; call [`Window::commit`] if the request goes ahead.
-    pub fn check(&self, joined: &[u64], extra: &[&[u64]]) -> (Overlap, Vec<Range<u32>>) {
+    pub fn check(&self, joined: &[WordId], extra: &[&[WordId]]) -> (Overlap, Vec<Range<u32>>) {
         let keep = self.tail.len();
         let mut sequence = Vec::with_capacity(keep + joined.len());
         sequence.extend_from_slice(&self.tail);
@@ -712,7 +717,7 @@ impl Window {
     }
 
     /// Records that a checked request left.
-    pub fn commit(&mut self, joined: &[u64], stretches: Vec<Range<u32>>, tail_words: usize) {
+    pub fn commit(&mut self, joined: &[WordId], stretches: Vec<Range<u32>>, tail_words: usize) {
         self.sent = merge(self.sent.drain(..).chain(stretches));
         self.tail.extend_from_slice(joined);
         let excess = self.tail.len().saturating_sub(tail_words);
@@ -797,7 +802,7 @@ fn readable(bytes: Vec<u8>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn ids(text: &str) -> Vec<u64> {
+    fn ids(text: &str) -> Vec<WordId> {
         let mut out = Vec::new();
         word_ids(text, &mut out);
         out
@@ -904,7 +909,7 @@ mod tests {
                 words.push(word);
             }
             text.push_str(&".".repeat(next(3) as usize));
-            let alone: Vec<u64> = words.iter().flat_map(|w| ids(w)).collect();
+            let alone: Vec<WordId> = words.iter().flat_map(|w| ids(w)).collect();
             assert_eq!(ids(&text), alone, "{text:?}");
         }
     }
