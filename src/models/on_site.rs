@@ -7,8 +7,8 @@
 //! So at start the server's host is resolved and each address must be a loopback, private,
 //! link-local, shared (carrier-grade NAT, as tailnets use) or unique-local one; a public
 //! address is refused unless `allow_remote = true` says the server is the operator's own.
-//! The addresses found are the only ones the client then connects to, so a later DNS answer
-//! cannot move the server elsewhere.
+//! The addresses found are the only ones the client then connects to, and directly: neither a
+//! later DNS answer nor an `HTTP_PROXY` can take the documents elsewhere.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 

@@ -547,6 +547,13 @@ fn client(
         Some((host, addrs)) => builder.resolve_to_addrs(host, addrs),
         None => builder,
     };
+    // A local server is reached directly: through an `HTTP_PROXY` the whole documents would
+    // pass a machine the on-site check never saw.
+    let builder = if cfg.on_site_only {
+        builder.no_proxy()
+    } else {
+        builder
+    };
     builder
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))

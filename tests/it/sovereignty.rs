@@ -430,13 +430,43 @@ fn a_local_server_at_a_public_address_is_refused_at_start() {
         assert!(err.contains("allow_remote = true"), "{err}");
         assert!(done.records().is_empty(), "{}", done.stdout());
     }
+    // An on-site server is reached directly, whatever proxy the environment names.
+    let server = StubServer::conforming(Duration::ZERO);
+    let done = p
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--local-url",
+            &server.url(),
+            "--cloud",
+            "dry-run",
+            "--cache",
+            "off",
+        ])
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
+        .output()
+        .expect_code(0);
+    assert_eq!(done.record("d1")["ok"], true, "{}", done.stderr());
+    assert_eq!(server.requests().len(), 1);
     // Saying the server is the operator's own lets it start (the call then fails on its own).
     p.write(
         "hybrid.toml",
         "[local]\nbase_url = \"http://192.0.2.7:9/v1\"\nallow_remote = true\ntimeout_secs = 1\nmax_retries = 0\n",
     );
     let done = p
-        .hybrid(&["run", "scripts/s.rhai", "-", "--cloud", "dry-run"])
+        .hybrid(&[
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud",
+            "dry-run",
+            "--cache",
+            "off",
+        ])
         .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
         .output();
     assert!(
