@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use unicode_normalization::char::is_combining_mark;
 
 /// A word's id: 32 bits of its hash. Two different words sharing one can only make a shared
-/// run look a word longer, never hide one.
+/// run look longer than it is, never hide one.
 pub type WordId = u32;
 
 /// Word windows the index is keyed by. A shared run shorter than this is not tracked: short

@@ -26,12 +26,8 @@ pub fn check(base_url: &str) -> Result<Option<(String, Vec<SocketAddr>)>, String
         return Ok(None);
     };
     // An address written as one (`[::1]` for IPv6): nothing to resolve.
-    if let Ok(ip) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return on_site_or_refused(base_url, host, ip).map(|()| None);
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return on_site_or_refused(base_url, None, ip).map(|()| None);
     }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
@@ -42,20 +38,17 @@ pub fn check(base_url: &str) -> Result<Option<(String, Vec<SocketAddr>)>, String
         })?
         .collect();
     for addr in &addrs {
-        on_site_or_refused(base_url, &host, addr.ip())?;
+        on_site_or_refused(base_url, Some(host), addr.ip())?;
     }
     Ok(Some((host.to_owned(), addrs)))
 }
 
-fn on_site_or_refused(base_url: &str, host: &str, ip: IpAddr) -> Result<(), String> {
+/// `ip` if it is on site; `name` is the host name it was resolved from, if any.
+fn on_site_or_refused(base_url: &str, name: Option<&str>, ip: IpAddr) -> Result<(), String> {
     if is_on_site(ip) {
         return Ok(());
     }
-    let resolved = if host.trim_start_matches('[').trim_end_matches(']') == ip.to_string() {
-        String::new()
-    } else {
-        format!(" ({host} is {ip})")
-    };
+    let resolved = name.map_or_else(String::new, |name| format!(" ({name} is {ip})"));
     Err(format!(
         "the local model server {base_url} is at a public address{resolved}: local() sends whole documents there, without the egress guard or the audit log\nhint: point [local] base_url (or --local-url) at a server on this machine or your own network; if this server is yours, say so with `allow_remote = true` under [local] in hybrid.toml"
     ))

@@ -411,20 +411,21 @@ fn a_local_server_at_a_public_address_is_refused_at_start() {
         "scripts/s.rhai",
         "fn process(doc) {\n    local(doc.text)\n}\n",
     );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "scripts/s.rhai",
+            "-",
+            "--cloud",
+            "dry-run",
+            "--cache",
+            "off",
+        ];
+        args.extend_from_slice(extra);
+        p.hybrid(&args).stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
+    };
     for url in ["http://192.0.2.7:11434/v1", "https://8.8.8.8/v1"] {
-        let done = p
-            .hybrid(&[
-                "run",
-                "scripts/s.rhai",
-                "-",
-                "--local-url",
-                url,
-                "--cloud",
-                "dry-run",
-            ])
-            .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
-            .output()
-            .expect_code(1);
+        let done = run(&["--local-url", url]).output().expect_code(1);
         let err = done.stderr();
         assert!(err.contains("public address"), "{err}");
         assert!(err.contains("allow_remote = true"), "{err}");
@@ -432,22 +433,10 @@ fn a_local_server_at_a_public_address_is_refused_at_start() {
     }
     // An on-site server is reached directly, whatever proxy the environment names.
     let server = StubServer::conforming(Duration::ZERO);
-    let done = p
-        .hybrid(&[
-            "run",
-            "scripts/s.rhai",
-            "-",
-            "--local-url",
-            &server.url(),
-            "--cloud",
-            "dry-run",
-            "--cache",
-            "off",
-        ])
+    let done = run(&["--local-url", &server.url()])
         .env("HTTP_PROXY", "http://127.0.0.1:9")
         .env("http_proxy", "http://127.0.0.1:9")
         .env("ALL_PROXY", "http://127.0.0.1:9")
-        .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
         .output()
         .expect_code(0);
     assert_eq!(done.record("d1")["ok"], true, "{}", done.stderr());
@@ -457,18 +446,7 @@ fn a_local_server_at_a_public_address_is_refused_at_start() {
         "hybrid.toml",
         "[local]\nbase_url = \"http://192.0.2.7:9/v1\"\nallow_remote = true\ntimeout_secs = 1\nmax_retries = 0\n",
     );
-    let done = p
-        .hybrid(&[
-            "run",
-            "scripts/s.rhai",
-            "-",
-            "--cloud",
-            "dry-run",
-            "--cache",
-            "off",
-        ])
-        .stdin("{\"id\": \"d1\", \"text\": \"x\"}\n")
-        .output();
+    let done = run(&[]).output();
     assert!(
         !done.stderr().contains("public address"),
         "{}",
