@@ -7,8 +7,12 @@
 //! jsonschema, asyncio) against the same server, when `python3` has those packages.
 //!
 //! CPU per document is user + sys time of the process (the honest figure on a shared
-//! machine), over a run of N documents minus a run of one (start-up left out); wall time and
-//! peak memory (the process's own high-water mark) are for the N-document run. Medians of
+//! machine), over a run of N documents minus a run of as many documents as there are jobs,
+//! divided by the difference: what one more document costs once the process and its workers
+//! are up. At `--jobs 16` a run of one would leave fifteen workers' start-up (their threads,
+//! HTTP connections and buffers, about 0.6 ms each) in the per-document figure, spread over
+//! however many documents the run had. Wall time and peak memory (the process's own
+//! high-water mark) are for the N-document run. Medians of
 //! `BENCH_RUNS` (default 3) runs. `BENCH_ONLY=index` times only the document index (folding
 //! and the window table, ns per byte); `BENCH_ONLY=guard` times only the guard in process;
 //! `BENCH_SIZE=1500` (or 17000, 100000) times the guard on one size only;
@@ -125,18 +129,21 @@ struct Figures {
     peak_mb: f64,
 }
 
+/// Figures over `runs` pairs of runs: `warm` (a folder of `warm_docs` documents, one per job)
+/// and `many` (`docs` documents).
 fn figures(
     runs: usize,
-    docs: usize,
+    (warm, warm_docs): (&Path, usize),
+    (many, docs): (&Path, usize),
     mut command: impl FnMut(&Path) -> Command,
-    one: &Path,
-    many: &Path,
 ) -> Figures {
     let (mut cpu, mut wall, mut peak) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let (_, cpu_one, _) = measure(command(one));
+        let (_, cpu_warm, _) = measure(command(warm));
         let (w, cpu_many, p) = measure(command(many));
-        cpu.push((cpu_many.as_secs_f64() - cpu_one.as_secs_f64()) * 1000.0 / (docs - 1) as f64);
+        cpu.push(
+            (cpu_many.as_secs_f64() - cpu_warm.as_secs_f64()) * 1000.0 / (docs - warm_docs) as f64,
+        );
         wall.push(w.as_secs_f64());
         peak.push(p as f64 / 1e6);
     }
@@ -290,7 +297,7 @@ fn main() {
         println!("(python3 with `openai` and `jsonschema` not found: `pip install openai jsonschema` for the comparison)");
     }
 
-    println!("contract triage against an instant loopback model server; CPU = user + sys per document, start-up excluded; medians of {runs} runs");
+    println!("contract triage against an instant loopback model server; CPU = user + sys per document, less a run of one document per job (start-up); medians of {runs} runs");
     println!(
         "{:>8} {:>5} | {:>12} {:>8} {:>8} | {:>12} {:>8} {:>8} | {:>9}",
         "size",
@@ -306,68 +313,57 @@ fn main() {
     for (label, bytes, docs) in [
         ("1.5 KB", 1_500, 200),
         ("17 KB", 17_000, 200),
-        // The same count at every size: `--jobs 16` starts sixteen document threads (each its
-        // own HTTP connections and buffers), a cost the one-document run does not subtract.
         ("100 KB", 100_000, 200),
     ] {
         let many = work.path().join(format!("docs-{bytes}"));
-        let one = work.path().join(format!("one-{bytes}"));
         std::fs::create_dir_all(&many).unwrap();
-        std::fs::create_dir_all(&one).unwrap();
         for i in 0..docs {
             std::fs::write(many.join(format!("c{i:04}.txt")), contract(i, bytes)).unwrap();
         }
-        std::fs::write(one.join("c0000.txt"), contract(0, bytes)).unwrap();
         for jobs in [1, 16] {
+            // One document per job: every worker starts, as in the run of `docs`.
+            let warm = work.path().join(format!("warm-{bytes}-{jobs}"));
+            std::fs::create_dir_all(&warm).unwrap();
+            for i in 0..jobs {
+                std::fs::write(warm.join(format!("c{i:04}.txt")), contract(i, bytes)).unwrap();
+            }
             let out = work.path().join("out.jsonl");
-            let hybrid = figures(
-                runs,
-                docs,
-                |dir| {
-                    let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
-                    c.args(["-q", "run", "scripts/contract_triage.rhai"])
-                        .arg(dir)
-                        .args([
-                            "--no-progress",
-                            "--overwrite",
-                            // Every run pays for its calls, as the Python one does.
-                            "--cache",
-                            "off",
-                            "--local-url",
-                            &url,
-                            "--cloud-url",
-                            &url,
-                            "--jobs",
-                            &jobs.to_string(),
-                            "--out",
-                        ])
-                        .arg(&out)
-                        .arg("--audit")
-                        .arg(work.path().join("audit.jsonl"))
-                        .current_dir(&root)
-                        .env_remove("OPENAI_API_KEY");
-                    c
-                },
-                &one,
-                &many,
-            );
+            let hybrid = figures(runs, (&warm, jobs), (&many, docs), |dir| {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
+                c.args(["-q", "run", "scripts/contract_triage.rhai"])
+                    .arg(dir)
+                    .args([
+                        "--no-progress",
+                        "--overwrite",
+                        // Every run pays for its calls, as the Python one does.
+                        "--cache",
+                        "off",
+                        "--local-url",
+                        &url,
+                        "--cloud-url",
+                        &url,
+                        "--jobs",
+                        &jobs.to_string(),
+                        "--out",
+                    ])
+                    .arg(&out)
+                    .arg("--audit")
+                    .arg(work.path().join("audit.jsonl"))
+                    .current_dir(&root)
+                    .env_remove("OPENAI_API_KEY");
+                c
+            });
             let py = python.then(|| {
-                figures(
-                    runs,
-                    docs,
-                    |dir| {
-                        let mut c = Command::new("python3");
-                        c.arg(root.join("benches/python/contract_triage.py"))
-                            .arg(dir)
-                            .args(["--base-url", &url, "--jobs", &jobs.to_string(), "--out"])
-                            .arg(&out)
-                            .arg("--root")
-                            .arg(&root);
-                        c
-                    },
-                    &one,
-                    &many,
-                )
+                figures(runs, (&warm, jobs), (&many, docs), |dir| {
+                    let mut c = Command::new("python3");
+                    c.arg(root.join("benches/python/contract_triage.py"))
+                        .arg(dir)
+                        .args(["--base-url", &url, "--jobs", &jobs.to_string(), "--out"])
+                        .arg(&out)
+                        .arg("--root")
+                        .arg(&root);
+                    c
+                })
             });
             match py {
                 Some(py) => println!(
