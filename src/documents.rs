@@ -579,6 +579,10 @@ mod tests {
                 .map(|d| d.text.to_string());
             assert_eq!(from_file, from_bytes, "{bytes:?}");
             assert_eq!(from_bytes, decode_text(bytes), "{bytes:?}");
+            // As a queue message: the same text.
+            let queued = super::from_bytes("x".into(), None, "x.txt".into(), bytes)
+                .map(|d| d.text.to_string());
+            assert_eq!(queued, from_bytes, "{bytes:?}");
         }
         let hola = dir.path().join("hola.txt");
         std::fs::write(&hola, b"\xEF\xBB\xBFhola").unwrap();
