@@ -12,12 +12,16 @@
 //! are up. At `--jobs 16` a run of one would leave fifteen workers' start-up (their threads,
 //! HTTP connections and buffers, about 0.6 ms each) in the per-document figure, spread over
 //! however many documents the run had. Wall time and peak memory (the process's own
-//! high-water mark) are for the N-document run. Medians of
-//! `BENCH_RUNS` (default 3) runs. `BENCH_ONLY=index` times only the document index (folding
-//! and the window table, ns per byte); `BENCH_ONLY=guard` times only the guard in process;
-//! `BENCH_SIZE=1500` (or 17000, 100000) times the guard on one size only;
-//! `BENCH_ONLY=hybrid` runs only the hybrid processes; `BENCH_ONLY=serve` writes
-//! documents, prints their folders and the server's URL and waits (to `perf record` a host).
+//! high-water mark) are for the N-document run. Medians of `BENCH_RUNS` (default 3) runs.
+//! Each run measures hybrid and then Python, and the ratio is the median of the runs' own
+//! ratios, with their range: a slow moment on this shared machine then weighs on both sides
+//! of a ratio, not on one program's median.
+//!
+//! `BENCH_ONLY=index` times only the document index (folding and the window table, ns per
+//! byte); `BENCH_ONLY=guard` times only the guard in process; `BENCH_SIZE=1500` (or 17000,
+//! 100000) times the guard on one size only; `BENCH_ONLY=hybrid` runs only the hybrid
+//! processes; `BENCH_ONLY=serve` writes documents, prints their folders and the server's URL
+//! and waits (to `perf record` a host).
 
 #[path = "../tests/it/openai_stub.rs"]
 mod openai_stub;
@@ -123,34 +127,42 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// One program's figures: CPU per document of each run, wall time and peak memory.
+#[derive(Default)]
 struct Figures {
-    cpu_ms_per_doc: f64,
-    wall_s: f64,
-    peak_mb: f64,
+    cpu_ms_per_doc: Vec<f64>,
+    wall_s: Vec<f64>,
+    peak_mb: Vec<f64>,
 }
 
-/// Figures over `runs` pairs of runs: `warm` (a folder of `warm_docs` documents, one per job)
-/// and `many` (`docs` documents).
-fn figures(
-    runs: usize,
-    (warm, warm_docs): (&Path, usize),
-    (many, docs): (&Path, usize),
-    mut command: impl FnMut(&Path) -> Command,
-) -> Figures {
-    let (mut cpu, mut wall, mut peak) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
+impl Figures {
+    /// One run: `warm` (a folder of `warm_docs` documents, one per job), then `many` (`docs`
+    /// documents).
+    fn run(
+        &mut self,
+        (warm, warm_docs): (&Path, usize),
+        (many, docs): (&Path, usize),
+        command: &dyn Fn(&Path) -> Command,
+    ) {
         let (_, cpu_warm, _) = measure(command(warm));
-        let (w, cpu_many, p) = measure(command(many));
-        cpu.push(
+        let (wall, cpu_many, peak) = measure(command(many));
+        self.cpu_ms_per_doc.push(
             (cpu_many.as_secs_f64() - cpu_warm.as_secs_f64()) * 1000.0 / (docs - warm_docs) as f64,
         );
-        wall.push(w.as_secs_f64());
-        peak.push(p as f64 / 1e6);
+        self.wall_s.push(wall.as_secs_f64());
+        self.peak_mb.push(peak as f64 / 1e6);
     }
-    Figures {
-        cpu_ms_per_doc: median(cpu),
-        wall_s: median(wall),
-        peak_mb: median(peak),
+
+    fn cpu(&self) -> f64 {
+        median(self.cpu_ms_per_doc.clone())
+    }
+
+    fn wall(&self) -> f64 {
+        median(self.wall_s.clone())
+    }
+
+    fn peak(&self) -> f64 {
+        median(self.peak_mb.clone())
     }
 }
 
@@ -297,7 +309,7 @@ fn main() {
         println!("(python3 with `openai` and `jsonschema` not found: `pip install openai jsonschema` for the comparison)");
     }
 
-    println!("contract triage against an instant loopback model server; CPU = user + sys per document, less a run of one document per job (start-up); medians of {runs} runs");
+    println!("contract triage against an instant loopback model server; CPU = user + sys per document, less a run of one document per job (start-up); medians of {runs} runs, py/hybrid the median of each run's ratio and their range");
     println!(
         "{:>8} {:>5} | {:>12} {:>8} {:>8} | {:>12} {:>8} {:>8} | {:>9}",
         "size",
@@ -328,7 +340,7 @@ fn main() {
                 std::fs::write(warm.join(format!("c{i:04}.txt")), contract(i, bytes)).unwrap();
             }
             let out = work.path().join("out.jsonl");
-            let hybrid = figures(runs, (&warm, jobs), (&many, docs), |dir| {
+            let hybrid_command = |dir: &Path| {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_hybrid"));
                 c.args(["-q", "run", "scripts/contract_triage.rhai"])
                     .arg(dir)
@@ -352,29 +364,50 @@ fn main() {
                     .current_dir(&root)
                     .env_remove("OPENAI_API_KEY");
                 c
-            });
-            let py = python.then(|| {
-                figures(runs, (&warm, jobs), (&many, docs), |dir| {
-                    let mut c = Command::new("python3");
-                    c.arg(root.join("benches/python/contract_triage.py"))
-                        .arg(dir)
-                        .args(["--base-url", &url, "--jobs", &jobs.to_string(), "--out"])
-                        .arg(&out)
-                        .arg("--root")
-                        .arg(&root);
-                    c
-                })
-            });
+            };
+            let python_command = |dir: &Path| {
+                let mut c = Command::new("python3");
+                c.arg(root.join("benches/python/contract_triage.py"))
+                    .arg(dir)
+                    .args(["--base-url", &url, "--jobs", &jobs.to_string(), "--out"])
+                    .arg(&out)
+                    .arg("--root")
+                    .arg(&root);
+                c
+            };
+            // Each run measures both programs back to back, so the machine's mood of the moment
+            // weighs on both sides of that run's ratio.
+            let (mut hybrid, mut py) = (Figures::default(), Figures::default());
+            for _ in 0..runs {
+                hybrid.run((&warm, jobs), (&many, docs), &hybrid_command);
+                if python {
+                    py.run((&warm, jobs), (&many, docs), &python_command);
+                }
+            }
+            let py = python.then_some(py);
             match py {
-                Some(py) => println!(
-                    "{label:>8} {jobs:>5} | {:>12.3} {:>8.2} {:>8.1} | {:>12.3} {:>8.2} {:>8.1} | {:>8.1}x",
-                    hybrid.cpu_ms_per_doc, hybrid.wall_s, hybrid.peak_mb,
-                    py.cpu_ms_per_doc, py.wall_s, py.peak_mb,
-                    py.cpu_ms_per_doc / hybrid.cpu_ms_per_doc
-                ),
+                Some(py) => {
+                    let ratios: Vec<f64> = py
+                        .cpu_ms_per_doc
+                        .iter()
+                        .zip(&hybrid.cpu_ms_per_doc)
+                        .map(|(p, h)| p / h)
+                        .collect();
+                    let (low, high) = ratios
+                        .iter()
+                        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+                    println!(
+                        "{label:>8} {jobs:>5} | {:>12.3} {:>8.2} {:>8.1} | {:>12.3} {:>8.2} {:>8.1} | {:>8.1}x  {low:.1}-{high:.1}x",
+                        hybrid.cpu(), hybrid.wall(), hybrid.peak(),
+                        py.cpu(), py.wall(), py.peak(),
+                        median(ratios),
+                    )
+                }
                 None => println!(
                     "{label:>8} {jobs:>5} | {:>12.3} {:>8.2} {:>8.1} |",
-                    hybrid.cpu_ms_per_doc, hybrid.wall_s, hybrid.peak_mb
+                    hybrid.cpu(),
+                    hybrid.wall(),
+                    hybrid.peak()
                 ),
             }
         }
