@@ -35,8 +35,8 @@ const MAX_CANDIDATES: usize = 64;
 /// each word of those bytes is hashed eight bytes at a time. Marks are dropped, which makes
 /// per-character decomposition equivalent to normalising the whole string first.
 ///
-/// Cost: linear in `text`, about 0.85 ns a byte on a Spanish contract (`BENCH_ONLY=index
-/// cargo bench --profile dev --bench long`).
+/// Cost: linear in `text`, about 1 ns a byte on a Spanish contract, 0.8 to 1.3 on a shared
+/// machine (`BENCH_ONLY=index cargo bench --profile dev --bench long`).
 pub fn word_ids(text: &str, out: &mut Vec<WordId>) {
     with_folded(|folded| {
         fold_text(text, folded);
