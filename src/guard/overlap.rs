@@ -511,8 +511,8 @@ const SPARE_MAX_BYTES: usize = 8 << 20;
 
 impl Drop for SourceIndex {
     fn drop(&mut self) {
-        let bytes =
-            self.words.capacity() * 4 + (self.last.slots.capacity() + self.previous.capacity()) * 4;
+        let bytes = self.words.capacity() * size_of::<WordId>()
+            + (self.last.slots.capacity() + self.previous.capacity()) * size_of::<u32>();
         if bytes > SPARE_MAX_BYTES {
             return;
         }
